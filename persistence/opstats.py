@@ -1,0 +1,59 @@
+"""Per-operation call counts, error counts and latency percentiles, kept in process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_WINDOW = 2048  # latencies kept per operation: enough for stable p99, bounded memory
+
+
+class OperationStats:
+    """Thread-safe counters; ``timed(op)`` wraps one call of a public operation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, int] = {}
+        self._errors: dict[str, int] = {}
+        self._latency: dict[str, deque[float]] = {}
+
+    @contextmanager
+    def timed(self, op: str) -> Iterator[None]:
+        start = time.perf_counter()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self._calls[op] = self._calls.get(op, 0) + 1
+                if not ok:
+                    self._errors[op] = self._errors.get(op, 0) + 1
+                self._latency.setdefault(op, deque(maxlen=_WINDOW)).append(elapsed)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """``{op: {calls, errors, p50_ms, p95_ms, p99_ms, max_ms}}`` over the recent window."""
+        with self._lock:
+            items = [(op, n, self._errors.get(op, 0), sorted(self._latency[op]))
+                     for op, n in self._calls.items()]
+        return {
+            op: {
+                "calls": n,
+                "errors": errors,
+                "p50_ms": _pct(lat, 0.50),
+                "p95_ms": _pct(lat, 0.95),
+                "p99_ms": _pct(lat, 0.99),
+                "max_ms": round(lat[-1] * 1000, 3),
+            }
+            for op, n, errors, lat in sorted(items)
+        }
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
+    return round(ordered[index] * 1000, 3)

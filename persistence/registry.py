@@ -1,0 +1,70 @@
+"""connect(url): one scheme table picks the backend; drivers are imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from persistence.store import StatePersistence
+
+# scheme -> (module, class, how the URL becomes constructor arguments)
+_SCHEMES: dict[str, tuple[str, str, str]] = {
+    "memory": ("persistence.backends.memory", "InMemoryStatePersistence", "memory"),
+    "sqlite": ("persistence.backends.sqlite", "SQLiteStatePersistence", "path"),
+    "redis": ("persistence.backends.redis", "RedisStatePersistence", "redis_url"),
+    "rediss": ("persistence.backends.redis", "RedisStatePersistence", "redis_url"),
+    "unix": ("persistence.backends.redis", "RedisStatePersistence", "redis_url"),
+    "postgresql": ("persistence.backends.postgres", "PostgresStatePersistence", "dsn"),
+    "postgres": ("persistence.backends.postgres", "PostgresStatePersistence", "dsn"),
+}
+
+# memory://NAME gives the same store to every caller in this process (a dashboard and its
+# in-process workers, or a test and the views it drives); plain memory:// is always new.
+_named_memory: dict[str, StatePersistence] = {}
+_named_lock = threading.Lock()
+
+
+def connect(url: str, **options: Any) -> StatePersistence:
+    """A store for ``url``: ``memory://[name]``, ``sqlite:///relative.db``,
+    ``sqlite:////absolute.db``, ``redis://…``, ``rediss://…``, ``postgresql://…``.
+
+    ``options`` are the common store options (compression_type, max_versions, ...) plus the
+    backend's own (``redis_options``, pool sizes, ...).
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
+        valid = ", ".join(f"{s}://" for s in _SCHEMES)
+        raise ValueError(f"unknown store URL scheme in {_redact(url)!r}; use one of: {valid}")
+    module_name, class_name, style = _SCHEMES[scheme]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if style == "memory":
+        name = url.split("://", 1)[1].strip("/")
+        if not name:
+            return cls(**options)  # type: ignore[no-any-return]
+        with _named_lock:
+            if name not in _named_memory:
+                _named_memory[name] = cls(**options)
+            return _named_memory[name]
+    if style == "path":
+        return cls(path=sqlite_path(url), **options)  # type: ignore[no-any-return]
+    return cls(**{style: url}, **options)  # type: ignore[no-any-return]
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///rel/x.db`` -> ``rel/x.db``; ``sqlite:////abs/x.db`` -> ``/abs/x.db``."""
+    path = unquote(urlsplit(url).path)
+    path = path[1:] if path.startswith("/") else path
+    if not path:
+        raise ValueError(f"sqlite URL {url!r} names no file; use sqlite:///path/to/state.db")
+    return path
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url) if "://" in url else None
+    if parts is None or parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@")
