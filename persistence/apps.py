@@ -1,0 +1,14 @@
+"""The Django app that hosts the dashboard, the workers and their records."""
+
+from django.apps import AppConfig
+
+
+class PersistenceConfig(AppConfig):
+    name = "persistence"
+    verbose_name = "statehub"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from persistence import conf
+
+        conf.connect_signals()

@@ -1,0 +1,92 @@
+"""The one module that reads statehub's Django settings: which stores exist and how to open them.
+
+``STATEHUB_STORES`` maps a name to a URL, or to ``{"url": ..., "options": {...}}`` where options
+are the store options of ``persistence.connect`` (max_versions, default_ttl, redis_options, ...).
+Stores are opened once per process and shared by every request and task in it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+from persistence import StatePersistence, connect
+from persistence.registry import _redact
+
+_lock = threading.Lock()
+_open: dict[str, StatePersistence] = {}
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    name: str
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def display_url(self) -> str:
+        return _redact(self.url)
+
+
+def store_configs() -> dict[str, StoreConfig]:
+    raw = getattr(settings, "STATEHUB_STORES", None) or {}
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError("STATEHUB_STORES must be a non-empty mapping of name -> URL")
+    configs = {}
+    for name, spec in raw.items():
+        if isinstance(spec, str):
+            configs[name] = StoreConfig(name, spec)
+        elif isinstance(spec, dict) and isinstance(spec.get("url"), str):
+            configs[name] = StoreConfig(name, spec["url"], dict(spec.get("options") or {}))
+        else:
+            raise ValueError(
+                f"STATEHUB_STORES[{name!r}] must be a URL or a dict with 'url' and 'options'"
+            )
+    return configs
+
+
+def store_names() -> list[str]:
+    return list(store_configs())
+
+
+def default_store_name() -> str:
+    return next(iter(store_configs()))
+
+
+def get_store(name: str | None = None) -> StatePersistence:
+    """The open store called ``name`` (the first configured by default).
+
+    Raises KeyError for an unknown name and BackendUnavailableError when its server is down;
+    a failed open is not cached, so the next call tries again.
+    """
+    configs = store_configs()
+    name = name or next(iter(configs))
+    if name not in configs:
+        raise KeyError(f"no store named {name!r}; configured: {', '.join(configs)}")
+    with _lock:
+        store = _open.get(name)
+        if store is None:
+            config = configs[name]
+            store = connect(config.url, **config.options)
+            _open[name] = store
+        return store
+
+
+def close_stores() -> None:
+    with _lock:
+        for store in _open.values():
+            store.close()
+        _open.clear()
+
+
+def _on_setting_changed(*, setting: str, **_: Any) -> None:
+    if setting == "STATEHUB_STORES":
+        close_stores()
+
+
+def connect_signals() -> None:
+    setting_changed.connect(_on_setting_changed, dispatch_uid="statehub-stores")

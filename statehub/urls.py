@@ -1,0 +1,10 @@
+"""URL configuration: the dashboard at /, Django's admin at /admin/, auth at /accounts/."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("persistence.urls")),
+]

@@ -1,0 +1,124 @@
+"""Fixtures shared by the whole suite: a store factory parametrized over every backend.
+
+Redis and PostgreSQL tests talk to the real servers (REDIS_URL, POSTGRES_DSN; defaults are this
+machine's). Each test gets its own Redis key namespace or PostgreSQL schema, removed afterwards.
+When a server is down the test is skipped locally but fails under CI=true: CI never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from persistence import StatePersistence, connect
+
+REDIS_URL = os.environ.get("STATEHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_DSN = os.environ.get(
+    "STATEHUB_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ("memory", "sqlite", "redis", "postgres")
+
+
+class FakeClock:
+    """A clock tests move by hand: ``clock.advance(3600)``."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _server_missing(backend: str, exc: Exception) -> None:
+    message = f"{backend} server not reachable: {exc}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI must run every backend)")
+    pytest.skip(message)
+
+
+def open_store(backend: str, where: str, **options: Any) -> StatePersistence:
+    """A store of ``backend`` isolated under ``where`` (a file path, namespace or schema)."""
+    if backend == "memory":
+        return connect("memory://", **options)
+    if backend == "sqlite":
+        return connect(f"sqlite:///{where}", **options)
+    if backend == "redis":
+        from persistence.backends.redis import RedisStatePersistence
+
+        return RedisStatePersistence(redis_url=REDIS_URL, namespace=where, **options)
+    from persistence.backends.postgres import PostgresStatePersistence
+
+    return PostgresStatePersistence(dsn=POSTGRES_DSN, schema=where, **options)
+
+
+def drop_store(backend: str, where: str) -> None:
+    """Remove everything ``open_store(backend, where)`` created on a server."""
+    if backend == "redis":
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{where}:*", count=1000):
+            client.delete(key)
+        client.close()
+    elif backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{where}" CASCADE')
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_store(
+    backend: str, tmp_path: Any
+) -> Iterator[Callable[..., StatePersistence]]:
+    """``make_store(**options)`` -> a fresh, empty store of the parametrized backend.
+
+    Calling it again with the same ``where=`` reopens the same data (a restart)."""
+    opened: list[StatePersistence] = []
+    default_where = (
+        str(tmp_path / "state.db") if backend == "sqlite" else f"t{uuid.uuid4().hex[:12]}"
+    )
+    places = {default_where}
+
+    def factory(where: str | None = None, **options: Any) -> StatePersistence:
+        place = where or default_where
+        places.add(place)
+        try:
+            store = open_store(backend, place, **options)
+        except ConnectionError as exc:
+            _server_missing(backend, exc)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+    for place in places:
+        drop_store(backend, place)
+
+
+@pytest.fixture
+def store(make_store: Callable[..., StatePersistence], clock: FakeClock) -> StatePersistence:
+    """A fresh store of the parametrized backend on a fake clock."""
+    return make_store(clock=clock)
+
+
+def new_id() -> str:
+    return f"s-{uuid.uuid4().hex[:10]}"
