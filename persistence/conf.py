@@ -90,3 +90,32 @@ def _on_setting_changed(*, setting: str, **_: Any) -> None:
 
 def connect_signals() -> None:
     setting_changed.connect(_on_setting_changed, dispatch_uid="statehub-stores")
+
+
+@dataclass(frozen=True)
+class CleanupSettings:
+    """How the cleanup workers run: the STATEHUB_* settings of docs/workers.md."""
+
+    purge_interval: float  # seconds between scheduled purges
+    prune_interval: float  # seconds between scheduled prunes
+    batch_size: int  # states per purge_expired / prune_versions call
+    time_limit: float  # seconds one run may spend before it stops between batches
+    lock_timeout: float  # seconds without progress after which a run's lock is abandoned
+    run_retention_days: int  # how long run records are kept
+
+
+def cleanup_settings() -> CleanupSettings:
+    def number(name: str, default: float, minimum: float) -> float:
+        value = getattr(settings, name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise ValueError(f"{name} must be a number >= {minimum} (got {value!r})")
+        return value
+
+    return CleanupSettings(
+        purge_interval=number("STATEHUB_PURGE_INTERVAL", 60, 1),
+        prune_interval=number("STATEHUB_PRUNE_INTERVAL", 3600, 1),
+        batch_size=int(number("STATEHUB_CLEANUP_BATCH_SIZE", 1000, 1)),
+        time_limit=number("STATEHUB_CLEANUP_TIME_LIMIT", 30, 0),
+        lock_timeout=number("STATEHUB_CLEANUP_LOCK_TIMEOUT", 60, 1),
+        run_retention_days=int(number("STATEHUB_RUN_RETENTION_DAYS", 30, 1)),
+    )

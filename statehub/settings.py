@@ -111,20 +111,48 @@ STATEHUB_STORES = json.loads(
 )
 
 # Celery: broker and results from the environment; the embedded default needs no server.
+# docs/workers.md explains every setting of this section and the STATEHUB_* cleanup ones below.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(DATA_DIR / "broker"),
         "data_folder_out": str(DATA_DIR / "broker"),
         "processed_folder": str(DATA_DIR / "broker-processed"),
+        "control_folder": str(DATA_DIR / "broker-control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {}
+    # e.g. '{"visibility_timeout": 3600}' for Redis; must exceed STATEHUB_CLEANUP_LOCK_TIMEOUT.
+    else json.loads(env_str("CELERY_BROKER_TRANSPORT_OPTIONS", "{}"))
 )
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # acks_late tasks: hold one message at a time
 CELERY_TIMEZONE = TIME_ZONE
+
+# Cleanup workers: intervals (seconds), batch size, a run's time budget (seconds), how long a
+# run may go without progress before its lock counts as abandoned, and run-record retention.
+STATEHUB_PURGE_INTERVAL = env_int("STATEHUB_PURGE_INTERVAL", 60)
+STATEHUB_PRUNE_INTERVAL = env_int("STATEHUB_PRUNE_INTERVAL", 3600)
+STATEHUB_CLEANUP_BATCH_SIZE = env_int("STATEHUB_CLEANUP_BATCH_SIZE", 1000)
+STATEHUB_CLEANUP_TIME_LIMIT = env_int("STATEHUB_CLEANUP_TIME_LIMIT", 30)
+STATEHUB_CLEANUP_LOCK_TIMEOUT = env_int("STATEHUB_CLEANUP_LOCK_TIMEOUT", 60)
+STATEHUB_RUN_RETENTION_DAYS = env_int("STATEHUB_RUN_RETENTION_DAYS", 30)
+CELERY_BEAT_SCHEDULE = {
+    f"statehub-{task}": {
+        "task": "persistence.cleanup_all_stores",
+        "schedule": float(interval),
+        "kwargs": {"task": task},
+        # A missed tick is not worth replaying: the next one does the same work.
+        "options": {"expires": float(interval)},
+    }
+    for task, interval in (
+        ("purge_expired", STATEHUB_PURGE_INTERVAL),
+        ("prune_versions", STATEHUB_PRUNE_INTERVAL),
+    )
+}
 
 LOGGING = {
     "version": 1,
