@@ -23,6 +23,7 @@ Decided semantics (see DESIGN.md) that every backend must honour in its hooks:
 from __future__ import annotations
 
 import base64
+import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -53,6 +54,7 @@ from persistence.types import (
 )
 
 ROLLBACK_KEY = "statehub.rollback_of"
+log = logging.getLogger(__name__)
 _SAVE_ITEM_KEYS = frozenset({"state_id", "state", "version", "tags", "ttl_seconds", "metadata",
                              "write_id"})
 
@@ -188,6 +190,8 @@ class StatePersistence(ABC):
             request = self._request(state, state_id, version, tags, ttl_seconds, metadata,
                                     write_id)
             (row,) = self._write([request], self.clock())
+            log.debug("saved %r version %d (%d bytes, %s)", row.state_id, row.version,
+                      row.size_bytes, row.compression)
             return self._metadata(row)
 
     def save_many(self, items: Iterable[Mapping[str, Any]]) -> list[StateMetadata]:
@@ -443,6 +447,7 @@ class StatePersistence(ABC):
             request = self._request(state, sid, None, target.tags, target.ttl_seconds, merged,
                                     write_id)
             (row,) = self._write([request], self.clock())
+            log.info("rolled back %r to version %d as version %d", sid, number, row.version)
             return self._metadata(row)
 
     # ------------------------------------------------------------------ checkpoints
@@ -513,7 +518,9 @@ class StatePersistence(ABC):
         server expires keys itself, cleans the listing and tag indexes).
         """
         with self.op_stats.timed("purge_expired"):
-            return self._purge(check.limit(limit), self.clock())
+            removed = self._purge(check.limit(limit), self.clock())
+            log.debug("purged %d expired states", removed)
+            return removed
 
     def prune_versions(self, max_versions: int | None = None, *, limit: int = 1000) -> int:
         """Drop versions past the newest ``max_versions`` (default: the store's own setting)

@@ -1,0 +1,311 @@
+"""Every example of the original product description (seed/enhanced-state-persistence.txt),
+with ``persistence`` for ``recoagent.state``, run as written on every backend.
+
+Where DESIGN.md fixes the seed (explicit versions must grow; checksums are verified on load),
+the example still runs as written and behaves as the fixed semantics say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from persistence import (
+    CompressionType,
+    InMemoryStatePersistence,
+    StateMetadata,
+    StatePersistence,
+    VersionConflictError,
+)
+
+
+def test_quick_start(store: StatePersistence, capsys: pytest.CaptureFixture[str]) -> None:
+    persistence = store
+    persistence.save_with_metadata(
+        state={"user_id": "123", "data": "important_data"},
+        state_id="user_session_123",
+        version=1,
+        tags=["user", "session"],
+        ttl_seconds=7200,
+    )
+    result = persistence.load_with_metadata("user_session_123")
+    if result:
+        state, metadata = result
+        print(f"State: {state}")
+        print(f"Version: {metadata.version}")
+        print(f"Created: {metadata.created_at}")
+        print(f"Size: {metadata.size_bytes} bytes")
+        print(f"Compression: {metadata.compression_type}")
+    out = capsys.readouterr().out
+    assert "State: {'user_id': '123', 'data': 'important_data'}" in out
+    assert "Version: 1" in out
+    assert "Compression: none" in out  # a 40-byte state is not worth compressing
+    assert isinstance(result[1], StateMetadata)  # type: ignore[index]
+
+
+def test_saving_and_loading_states(store: StatePersistence) -> None:
+    persistence = store
+    persistence.save_with_metadata(state={"key": "value"}, state_id="basic_state", version=1)
+    persistence.save_with_metadata(
+        state={"user_id": "123", "session_data": "data"},
+        state_id="user_session_123",
+        version=1,
+        tags=["user", "session", "active"],
+    )
+    persistence.save_with_metadata(
+        state={"temporary_data": "data"}, state_id="temp_state", version=1, ttl_seconds=300
+    )
+    persistence.save_with_metadata(
+        state={"complex_data": "data"},
+        state_id="complex_state",
+        version=1,
+        tags=["complex", "important"],
+        ttl_seconds=3600,
+        metadata={"source": "workflow", "priority": "high"},
+    )
+    persistence.save_with_metadata({"user_id": "123", "session_data": "v2"},
+                                   "user_session_123", version=2)
+    result = persistence.load_with_metadata("user_session_123")
+    assert result and result[1].version == 2
+    result = persistence.load_with_metadata("user_session_123", version=2)
+    assert result and result[0]["session_data"] == "v2"
+    result = persistence.load_with_metadata("user_session_123")
+    if result:
+        state, metadata = result
+        assert metadata.version < 5
+    loaded = persistence.load_with_metadata("complex_state")
+    assert loaded and loaded[1].metadata == {"source": "workflow", "priority": "high"}
+
+
+def test_version_management(store: StatePersistence, capsys) -> None:
+    persistence = store
+    for v in (1, 2, 3):
+        persistence.save_with_metadata({"v": v}, "user_session_123", version=v)
+    versions = persistence.list_versions("user_session_123")
+    for version_metadata in versions:
+        print(f"Version {version_metadata.version}: {version_metadata.created_at}")
+    persistence.delete_version("user_session_123", version=1)
+    versions = persistence.list_versions("user_session_123")
+    print(f"Total versions: {len(versions)}")
+    assert "Total versions: 2" in capsys.readouterr().out
+
+
+def test_search_by_tags(store: StatePersistence, capsys) -> None:
+    persistence = store
+    persistence.save_with_metadata({"a": 1}, "user_session_123", tags=["user", "session",
+                                                                       "active"])
+    persistence.save_with_metadata({"a": 2}, "user_session_456", tags=["user", "session"])
+    results = persistence.search_by_tags(["user", "session"])
+    for metadata in results:
+        print(f"State ID: {metadata.state_id}")
+        print(f"Version: {metadata.version}")
+        print(f"Tags: {metadata.tags}")
+    results = persistence.search_by_tags(["user", "active"])
+    for metadata in results:
+        print(f"Found: {metadata.state_id}")
+    out = capsys.readouterr().out
+    assert "State ID: user_session_123" in out and "State ID: user_session_456" in out
+    assert out.count("Found:") == 1 and "Found: user_session_123" in out
+
+
+def test_state_statistics(store: StatePersistence, capsys) -> None:
+    persistence = store
+    persistence.save_with_metadata({"a": 1}, "s")
+    stats = persistence.get_stats()
+    print(f"Backend Type: {stats['backend_type']}")
+    print(f"Compression Type: {stats['compression_type']}")
+    print(f"Versioning Enabled: {stats['versioning_enabled']}")
+    print(f"Max Versions: {stats['max_versions']}")
+    if "redis_info" in stats:
+        redis_info = stats["redis_info"]
+        print(f"Used Memory: {redis_info['used_memory']}")
+        print(f"Connected Clients: {redis_info['connected_clients']}")
+        print(f"Total Commands: {redis_info['total_commands_processed']}")
+    out = capsys.readouterr().out
+    assert f"Backend Type: {store.backend_type}" in out
+    assert "Compression Type: lz4" in out and "Max Versions: 10" in out
+    assert ("Used Memory:" in out) == (store.backend_type == "redis")
+
+
+def test_data_integrity(store: StatePersistence, capsys) -> None:
+    persistence = store
+    persistence.save_with_metadata({"user_id": "123"}, "user_session_123")
+    result = persistence.load_with_metadata("user_session_123")
+    if result:
+        state, metadata = result
+        print(f"Checksum: {metadata.checksum}")
+        print(f"Size: {metadata.size_bytes} bytes")
+        print(f"Compression: {metadata.compression_type}")
+        if metadata.checksum:
+            print("Data integrity verified")
+        else:
+            print("Data integrity check failed")
+    assert "Data integrity verified" in capsys.readouterr().out
+
+
+def test_workflow_integration(store: StatePersistence, capsys) -> None:
+    persistence = store
+
+    async def stateful_workflow(user_id: str) -> dict:
+        result = persistence.load_with_metadata(f"workflow_{user_id}")
+        if result:
+            state, metadata = result
+            print(f"Resuming workflow from version {metadata.version}")
+        else:
+            state = {"step": 0, "data": {}}
+            print("Starting new workflow")
+        state["step"] += 1
+        state["data"]["processed"] = True
+        persistence.save_with_metadata(
+            state=state,
+            state_id=f"workflow_{user_id}",
+            version=metadata.version + 1 if result else 1,
+            tags=["workflow", "user"],
+            ttl_seconds=3600,
+        )
+        return state
+
+    assert asyncio.run(stateful_workflow("42"))["step"] == 1
+    assert asyncio.run(stateful_workflow("42"))["step"] == 2
+    out = capsys.readouterr().out
+    assert "Starting new workflow" in out and "Resuming workflow from version 1" in out
+
+
+def test_checkpoints(store: StatePersistence, capsys) -> None:
+    persistence = store
+    checkpoint_id = persistence.create_checkpoint(
+        state_id="workflow_123",
+        checkpoint_data={"step": 5, "data": "checkpoint_data"},
+        metadata={"workflow_name": "data_processing"},
+    )
+    checkpoint = persistence.restore_checkpoint(checkpoint_id)
+    if checkpoint:
+        print(f"Restored checkpoint: {checkpoint['checkpoint_data']}")
+        print(f"Metadata: {checkpoint['metadata']}")
+    out = capsys.readouterr().out
+    assert "Restored checkpoint: {'step': 5, 'data': 'checkpoint_data'}" in out
+    assert "Metadata: {'workflow_name': 'data_processing'}" in out
+
+
+def test_compression(store: StatePersistence, capsys) -> None:
+    persistence = store
+    large_state = {"data": "x" * 10000}
+    persistence.save_with_metadata(
+        state=large_state, state_id="large_state", version=1, tags=["large", "compressed"]
+    )
+    result = persistence.load_with_metadata("large_state")
+    if result:
+        state, metadata = result
+        print(f"Original size: {metadata.size_bytes} bytes")
+        print(f"Compression type: {metadata.compression_type}")
+        print(f"Compression ratio: {len(str(large_state)) / metadata.size_bytes:.2f}")
+    out = capsys.readouterr().out
+    assert "Compression type: lz4" in out
+    ratio = float(out.split("Compression ratio: ")[1].split()[0])
+    assert ratio > 50
+
+
+def test_batch_operations(store: StatePersistence) -> None:
+    persistence = store
+    states_to_save = [
+        {"state_id": "state_1", "state": {"data": "1"}, "version": 1},
+        {"state_id": "state_2", "state": {"data": "2"}, "version": 1},
+        {"state_id": "state_3", "state": {"data": "3"}, "version": 1},
+    ]
+    for state_data in states_to_save:
+        persistence.save_with_metadata(
+            state=state_data["state"],
+            state_id=state_data["state_id"],
+            version=state_data["version"],
+        )
+    assert list(persistence.list_states()) == ["state_1", "state_2", "state_3"]
+
+
+def test_memory_management_cleanup(make_store) -> None:
+    persistence = make_store(max_versions=None)
+    for v in range(1, 9):
+        persistence.save_with_metadata({"v": v}, "s", version=v)
+    stats = persistence.get_stats()
+    used_memory = stats["redis_info"]["used_memory"] if "redis_info" in stats else None
+    # The seed compares used_memory > "100MB" (a str); we clean up unconditionally instead.
+    assert used_memory is None or isinstance(used_memory, int)
+    for state_id in persistence.list_states():
+        versions = persistence.list_versions(state_id)
+        if len(versions) > 5:
+            for version in versions[:-5]:
+                persistence.delete_version(state_id, version.version)
+    assert [m.version for m in persistence.list_versions("s")] == [4, 5, 6, 7, 8]
+
+
+def test_connection_error_falls_back_to_memory(capsys) -> None:
+    pytest.importorskip("redis")
+    from persistence import RedisStatePersistence
+
+    try:
+        persistence = RedisStatePersistence(redis_url="redis://127.0.0.1:1/0")
+    except ConnectionError as e:
+        print(f"Redis connection failed: {e}")
+        persistence = InMemoryStatePersistence()
+    assert isinstance(persistence, InMemoryStatePersistence)
+    assert "Redis connection failed" in capsys.readouterr().out
+
+
+def test_version_conflicts(store: StatePersistence, capsys) -> None:
+    persistence = store
+    for v in range(1, 6):
+        persistence.save_with_metadata({"data": v}, "conflicted_state", version=v)
+
+    def resolve_conflict(latest: dict, new: dict) -> dict:
+        return {**latest, **new, "merged": True}
+
+    try:
+        persistence.save_with_metadata(
+            state={"data": "new_data"}, state_id="conflicted_state", version=5
+        )
+    except VersionConflictError as e:
+        print(f"Version conflict: {e}")
+        latest_result = persistence.load_with_metadata("conflicted_state")
+        if latest_result:
+            latest_state, latest_metadata = latest_result
+            resolved_state = resolve_conflict(latest_state, {"data": "new_data"})
+            persistence.save_with_metadata(
+                state=resolved_state,
+                state_id="conflicted_state",
+                version=latest_metadata.version + 1,
+            )
+    assert "Version conflict" in capsys.readouterr().out
+    loaded = persistence.load_with_metadata("conflicted_state")
+    assert loaded and loaded[1].version == 6 and loaded[0]["merged"] is True
+
+
+def test_health_check_passes_twice(store: StatePersistence, capsys) -> None:
+    persistence = store
+
+    def check_persistence_health() -> bool:
+        try:
+            test_state = {"test": "value"}
+            test_id = "health_check"
+            persistence.save_with_metadata(state=test_state, state_id=test_id, version=1)
+            result = persistence.load_with_metadata(test_id)
+            persistence.delete_version(test_id, version=1)
+            if result and result[0] == test_state:
+                print("✅ Persistence is healthy")
+                return True
+            print("❌ Persistence data corruption")
+            return False
+        except Exception as e:
+            print(f"❌ Persistence health check failed: {e}")
+            return False
+
+    assert check_persistence_health() is True
+    assert check_persistence_health() is True
+
+
+def test_debug_logging_shows_each_save(store: StatePersistence, caplog) -> None:
+    logging.getLogger("persistence").setLevel(logging.DEBUG)
+    with caplog.at_level(logging.DEBUG, logger="persistence"):
+        store.save_with_metadata({"a": 1}, "logged")
+    assert "saved 'logged' version 1" in caplog.text
+    assert [c.name for c in CompressionType] == ["NONE", "LZ4", "ZLIB"]
