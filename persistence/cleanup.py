@@ -1,0 +1,290 @@
+"""Cleanup services: purge expired states and prune old versions of one store, in bounded batches.
+
+Every caller goes through :func:`run_cleanup`: the Celery tasks, the management commands (cron)
+and, through the queue, "Run now" on the dashboard. A run
+
+- takes the (store, task) lock: a ``running`` WorkerRun row, unique per (store, task) by a
+  partial unique constraint, so it holds across processes and hosts that share Django's
+  database. A run that finds the lock taken records ``busy`` and does nothing. A holder that
+  stops making progress for STATEHUB_CLEANUP_LOCK_TIMEOUT seconds (its worker was killed) is
+  marked ``error`` and its lock taken over;
+- calls the store's ``purge_expired`` / ``prune_versions`` with ``limit=batch_size`` until one
+  returns 0 or the time budget is spent (the rest waits for the next run), recording progress
+  after every batch (the heartbeat the lock's expiry reads, and the workers page's live view);
+- deletes run records older than STATEHUB_RUN_RETENTION_DAYS.
+
+Both store operations are idempotent, so a run repeated after a crash, or racing one that took
+over a stale lock, removes each item once and counts it once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any, Literal, cast
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from persistence import StatePersistence, conf
+from persistence.models import WorkerRun
+
+TaskName = Literal["purge_expired", "prune_versions"]
+Trigger = Literal["schedule", "manual", "command"]
+TASKS: tuple[TaskName, ...] = ("purge_expired", "prune_versions")
+_RECORD_DELETE_CHUNK = 1000
+_RUNNING = WorkerRun.Outcome.RUNNING
+
+
+class LockLost(Exception):
+    """This run stalled so long that another one took its lock over; it stops."""
+
+
+class BrokerUnavailable(Exception):
+    """The task could not be queued: the Celery broker is unreachable or refused it."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run has done so far; passed to ``on_batch`` after every batch."""
+
+    store: str
+    task: TaskName
+    removed: int
+    batches: int
+    last_batch: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    store: str
+    task: TaskName
+    outcome: str
+    removed: int
+    batches: int
+    more_left: bool
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_cleanup(
+    store: str,
+    task: TaskName,
+    *,
+    trigger: Trigger,
+    batch_size: int | None = None,
+    time_limit: float | None = None,
+    max_versions: int | None = None,
+    task_id: str = "",
+    requested_by: str = "",
+    on_batch: Callable[[Progress], None] | None = None,
+) -> RunResult:
+    """Run ``task`` on the configured store ``store`` once, under its lock, and record it.
+
+    ``batch_size`` and ``time_limit`` default to the settings (a time limit of 0 means none);
+    ``max_versions`` (prune only) defaults to the store's configured option, read now, so a
+    settings change applies to the next prune.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
+    config = conf.store_configs()
+    if store not in config:
+        raise KeyError(f"no store named {store!r}; configured: {', '.join(config)}")
+    limits = conf.cleanup_settings()
+    batch = batch_size or limits.batch_size
+    budget = limits.time_limit if time_limit is None else time_limit
+    keep = max_versions if max_versions is not None else _configured_keep(store)
+
+    run = _acquire(store, task, trigger, limits.lock_timeout, task_id, requested_by, keep)
+    try:
+        if run.outcome == _RUNNING:
+            _work(run, batch, budget, keep, on_batch)
+    finally:
+        prune_run_records()
+    return RunResult(
+        run.pk, store, task, run.outcome, run.removed, run.batches, run.more_left, run.error
+    )
+
+
+def _work(
+    run: WorkerRun,
+    batch: int,
+    budget: float,
+    keep: int | None,
+    on_batch: Callable[[Progress], None] | None,
+) -> None:
+    task = cast(TaskName, run.task)
+    deadline = time.monotonic() + budget if budget else None
+    try:
+        if task == "prune_versions" and keep is None:
+            pass  # max_versions None: the store keeps every version, nothing to prune
+        else:
+            step = _step(conf.get_store(run.store), task, keep)
+            while True:
+                removed = step(batch)
+                run.removed += removed
+                run.batches += 1
+                if removed == 0:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    run.more_left = True
+                    break
+                _heartbeat(run)
+                if on_batch is not None:
+                    on_batch(Progress(run.store, task, run.removed, run.batches, removed))
+        run.outcome = WorkerRun.Outcome.OK
+    except LockLost as exc:
+        run.outcome, run.error = WorkerRun.Outcome.ERROR, str(exc)
+        return  # the row is no longer ours to write
+    except Exception as exc:  # recorded for the operator, then the run ends
+        run.outcome, run.error = WorkerRun.Outcome.ERROR, f"{type(exc).__name__}: {exc}"
+    _finish(run)
+
+
+def _step(store: StatePersistence, task: TaskName, keep: int | None) -> Callable[[int], int]:
+    if task == "purge_expired":
+        return lambda limit: store.purge_expired(limit=limit)
+    return lambda limit: store.prune_versions(keep, limit=limit)
+
+
+def _configured_keep(name: str) -> int | None:
+    """The versions a state keeps by the store's current settings (None: all)."""
+    options = conf.store_configs()[name].options
+    if options.get("enable_versioning") is False:
+        return 1
+    if "max_versions" in options:
+        value = options["max_versions"]
+        return None if value is None else int(value)
+    return conf.get_store(name).keep
+
+
+# ---------------------------------------------------------------------- the lock
+
+
+def _acquire(
+    store: str,
+    task: TaskName,
+    trigger: Trigger,
+    lock_timeout: float,
+    task_id: str,
+    requested_by: str,
+    keep: int | None,
+) -> WorkerRun:
+    """A new ``running`` row (the lock is ours) or a finished ``busy`` row (it is not)."""
+    now = timezone.now()
+    _release_abandoned(store, task, now, lock_timeout)
+    fields: dict[str, Any] = {
+        "store": store,
+        "task": task,
+        "trigger": trigger,
+        "task_id": task_id,
+        "requested_by": requested_by,
+        "host": f"{socket.gethostname()}:{os.getpid()}",
+        "max_versions": keep if task == "prune_versions" else None,
+    }
+    try:
+        with transaction.atomic():
+            return WorkerRun.objects.create(
+                outcome=_RUNNING, started_at=now, heartbeat_at=now, **fields
+            )
+    except IntegrityError:
+        holder = WorkerRun.objects.filter(store=store, task=task, outcome=_RUNNING).first()
+        note = (
+            f"run #{holder.pk} ({holder.trigger}, started {holder.started_at:%H:%M:%S}) "
+            "holds the lock"
+            if holder
+            else "another run held the lock"
+        )
+        return WorkerRun.objects.create(
+            outcome=WorkerRun.Outcome.BUSY,
+            started_at=now,
+            heartbeat_at=now,
+            finished_at=timezone.now(),
+            error=f"busy: {note}",
+            **fields,
+        )
+
+
+def _release_abandoned(store: str, task: str, now: Any, lock_timeout: float) -> None:
+    cutoff = now - timedelta(seconds=lock_timeout)
+    WorkerRun.objects.filter(
+        store=store, task=task, outcome=_RUNNING, heartbeat_at__lt=cutoff
+    ).update(
+        outcome=WorkerRun.Outcome.ERROR,
+        finished_at=now,
+        error=f"worker lost: no progress for over {lock_timeout:g} s; lock taken over",
+    )
+
+
+def _heartbeat(run: WorkerRun) -> None:
+    run.heartbeat_at = timezone.now()
+    updated = WorkerRun.objects.filter(pk=run.pk, outcome=_RUNNING).update(
+        heartbeat_at=run.heartbeat_at, removed=run.removed, batches=run.batches
+    )
+    if not updated:
+        raise LockLost(
+            f"lock lost after {run.batches} batches: the run stalled past the lock timeout "
+            "and another run took over"
+        )
+
+
+def _finish(run: WorkerRun) -> None:
+    run.finished_at = run.heartbeat_at = timezone.now()
+    WorkerRun.objects.filter(pk=run.pk, outcome=_RUNNING).update(
+        outcome=run.outcome,
+        finished_at=run.finished_at,
+        heartbeat_at=run.heartbeat_at,
+        removed=run.removed,
+        batches=run.batches,
+        more_left=run.more_left,
+        error=run.error,
+    )
+
+
+# ---------------------------------------------------------------------- records
+
+
+def prune_run_records(*, now: Any = None) -> int:
+    """Delete finished run records older than STATEHUB_RUN_RETENTION_DAYS; returns how many."""
+    days = conf.cleanup_settings().run_retention_days
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    old = WorkerRun.objects.filter(started_at__lt=cutoff).exclude(outcome=_RUNNING)
+    deleted = 0
+    while ids := list(old.values_list("pk", flat=True)[:_RECORD_DELETE_CHUNK]):
+        deleted += WorkerRun.objects.filter(pk__in=ids).delete()[0]
+    return deleted
+
+
+# ---------------------------------------------------------------------- run now
+
+
+def request_run(user: Any, store: str, task: str) -> str:
+    """Queue ``task`` for ``store`` on behalf of ``user`` ("Run now"); returns the task id.
+
+    Raises KeyError / ValueError for an unknown store or task and BrokerUnavailable when the
+    broker cannot take the message. This is the one place a manual run is started from, so
+    role checks and the audit log belong here.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
+    if store not in conf.store_configs():
+        raise KeyError(f"no store named {store!r}")
+    from statehub.celery import app  # the project's app; the services stay importable without it
+
+    username = user.get_username() if getattr(user, "is_authenticated", False) else ""
+    try:
+        result = app.send_task(
+            f"persistence.{task}",
+            kwargs={"store": store, "trigger": "manual", "requested_by": username},
+            retry=False,  # fail now with a message rather than hang the request
+        )
+    except Exception as exc:  # kombu raises OperationalError, OSError and friends
+        raise BrokerUnavailable(f"could not queue {task} for {store!r}: {exc}") from exc
+    return str(result.id)
