@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -59,8 +63,49 @@ class Command(BaseCommand):
         return f"{username!r}, {shown}"
 
     def _start_worker(self) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "celery", "-A", "statehub", "worker", "--beat",
-                   "--loglevel=INFO", "--concurrency=1",
-                   f"--schedule={settings.DATA_DIR / 'celerybeat-schedule'}"]
-        self.stdout.write("Starting a Celery worker with beat: " + " ".join(command[2:]))
-        return subprocess.Popen(command)
+        """A Celery worker with embedded beat on CELERY_BROKER_URL (the filesystem default
+        needs no server), its beat schedule file in the data folder.
+
+        The worker never outlives this command: it is stopped at exit (SIGTERM becomes a
+        normal exit so that happens on ``kill`` too) and, on Linux, the kernel sends it SIGTERM
+        if this process dies without cleaning up.
+        """
+        from statehub.celery import app
+
+        command = [
+            sys.executable, "-m", "celery", "-A", "statehub", "worker", "--beat",
+            "--loglevel=INFO", "--concurrency=1",
+            f"--schedule={settings.DATA_DIR / 'celerybeat-schedule'}",
+        ]
+        # Reading the config also creates the filesystem broker's folders (statehub.celery).
+        broker = app.conf.broker_url.split("://", 1)[0]
+        self.stdout.write(f"Starting a Celery worker with beat on the {broker} broker: "
+                          + " ".join(command[2:]))
+        worker = subprocess.Popen(
+            command, cwd=settings.BASE_DIR,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        atexit.register(_stop_worker, worker)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        return worker
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.terminate()  # warm shutdown: the running task finishes or is redelivered
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    sys.exit(128 + signum)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)
