@@ -102,10 +102,12 @@ SQL_INSERT_VERSION = """
 SQL_UPSERT_STATE = """
     INSERT INTO states (state_id, last_version, latest_version, version_count, pruned_below,
         updated_at, expires_at, tags)
-    VALUES (:sid, :version, :version, 1, 0, :now, :expires_at, :tags)
+    VALUES (:sid, :version, :version, :count, :pruned_below, :now, :expires_at, :tags)
     ON CONFLICT (state_id) DO UPDATE SET last_version = :version, latest_version = :version,
-        version_count = version_count + 1, updated_at = :now, expires_at = :expires_at,
-        tags = :tags"""
+        version_count = :count, pruned_below = :pruned_below, updated_at = :now,
+        expires_at = :expires_at, tags = :tags"""
+SQL_NTH_NEWEST = """
+    SELECT version FROM versions WHERE state_id = ? ORDER BY version DESC LIMIT 1 OFFSET ?"""
 SQL_PRUNE_STATE = """
     DELETE FROM versions WHERE state_id = :sid AND version < (
         SELECT version FROM versions WHERE state_id = :sid
@@ -156,6 +158,9 @@ class SQLiteStatePersistence(StatePersistence):
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 conn.execute("PRAGMA foreign_keys = OFF")
+                conn.execute("PRAGMA wal_autocheckpoint = 8000")
+                conn.execute("PRAGMA cache_size = -65536")
+                conn.execute("PRAGMA mmap_size = 268435456")
             except sqlite3.Error as exc:
                 raise BackendUnavailableError(f"cannot open SQLite file {self.path}: {exc}") from exc
             self._local.conn, self._local.pid = conn, os.getpid()
@@ -224,12 +229,12 @@ class SQLiteStatePersistence(StatePersistence):
         row = request.row
         sid = row.state_id
         state = conn.execute(
-            "SELECT last_version, expires_at, tags FROM states WHERE state_id = ?", (sid,)
-        ).fetchone()
+            "SELECT last_version, expires_at, tags, version_count, pruned_below FROM states "
+            "WHERE state_id = ?", (sid,)).fetchone()
         if state is not None and state[1] is not None and state[1] <= now:
             self._remove_state(conn, sid)  # an expired state is absent: start afresh
             state = None
-        last = 0 if state is None else state[0]
+        last, count, pruned_below = (0, 0, 0) if state is None else (state[0], state[3], state[4])
         if row.write_id is not None and state is not None:
             found = conn.execute(
                 f"SELECT {_COLS} FROM versions v JOIN states s ON s.state_id = v.state_id "
@@ -244,12 +249,18 @@ class SQLiteStatePersistence(StatePersistence):
             sid, version, row.created_at, row.frame, row.size_bytes, row.original_size,
             row.compression, row.checksum, tags_json, row.ttl_seconds, row.metadata,
             row.write_id))
-        conn.execute(SQL_UPSERT_STATE, {"sid": sid, "version": version, "now": row.created_at,
-                                        "expires_at": row.expires_at, "tags": tags_json})
+        count += 1
+        # Prune only when over the limit: the common save then costs no extra statement.
+        if request.keep is not None and count > request.keep:
+            cutoff = conn.execute(SQL_NTH_NEWEST, (sid, request.keep - 1)).fetchone()[0]
+            conn.execute("DELETE FROM versions WHERE state_id = ? AND version < ?",
+                         (sid, cutoff))
+            count, pruned_below = request.keep, max(pruned_below, cutoff)
+        conn.execute(SQL_UPSERT_STATE, {
+            "sid": sid, "version": version, "count": count, "pruned_below": pruned_below,
+            "now": row.created_at, "expires_at": row.expires_at, "tags": tags_json})
         if state is None or state[2] != tags_json:
             self._index_tags(conn, sid, orjson.loads(tags_json))
-        if request.keep is not None:
-            self._prune_state(conn, sid, request.keep)
         tags = tuple(orjson.loads(tags_json))
         return VersionRow(sid, version, row.created_at, row.frame, row.size_bytes,
                           row.original_size, row.compression, row.checksum, tags,
