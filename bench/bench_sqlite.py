@@ -3,7 +3,8 @@
     python bench/bench_sqlite.py [--n 5000]
 
 Targets (1.7 KB JSON state, LZ4): save >= 0.4x a raw autocommitted INSERT, load >= 0.15x a raw
-SELECT by key. Both sides use the same file settings (WAL, synchronous=NORMAL, cache and mmap sizes)..
+SELECT by key. Both sides use the same file settings (WAL, synchronous=NORMAL,
+cache and mmap sizes).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import orjson  # noqa: E402
+import orjson
 
-from bench.common import ops_per_second, print_table, sample_state, state_size  # noqa: E402
-from persistence import CompressionType, connect  # noqa: E402
+from bench.common import ops_per_second, print_table, sample_state, state_size
+from persistence import CompressionType, connect
 
 
 def main() -> int:
@@ -33,8 +34,7 @@ def main() -> int:
         raw = sqlite3.connect(os.path.join(tmp, "raw.db"), isolation_level=None)
         raw.execute("PRAGMA journal_mode = WAL")
         raw.execute("PRAGMA synchronous = NORMAL")
-        for pragma in ("wal_autocheckpoint = 8000", "cache_size = -65536",
-                       "mmap_size = 268435456"):
+        for pragma in ("wal_autocheckpoint = 8000", "cache_size = -65536", "mmap_size = 268435456"):
             raw.execute(f"PRAGMA {pragma}")
         raw.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID")
 
@@ -68,8 +68,10 @@ def main() -> int:
         ok = print_table("SQLite (store vs raw sqlite3)", rows)
         start = time.perf_counter()
         found = store.search_by_tags(["agent", "run"], limit=50)
-        print(f"search_by_tags (1,000 states, 50 results): "
-              f"{(time.perf_counter() - start) * 1000:.2f} ms, {len(found)} found")
+        print(
+            f"search_by_tags (1,000 states, 50 results): "
+            f"{(time.perf_counter() - start) * 1000:.2f} ms, {len(found)} found"
+        )
         store.close()
         raw.close()
     return 0 if ok else 1

@@ -20,9 +20,11 @@ def sample_state(seed: int = 1) -> dict[str, Any]:
         "step": 17,
         "status": "running",
         "messages": [
-            {"role": rng.choice(["user", "agent", "tool"]),
-             "text": " ".join(rng.choice(words) for _ in range(12)),
-             "tokens": rng.randint(5, 500)}
+            {
+                "role": rng.choice(["user", "agent", "tool"]),
+                "text": " ".join(rng.choice(words) for _ in range(12)),
+                "tokens": rng.randint(5, 500),
+            }
             for _ in range(12)
         ],
         "scores": [round(rng.random(), 4) for _ in range(20)],
@@ -58,8 +60,10 @@ def print_table(title: str, rows: list[tuple[str, float, float, float]]) -> bool
         ratio = mine / raw
         met = ratio >= target
         ok &= met
-        print(f"{name:<28}{mine:>14,.0f}{raw:>14,.0f}{ratio:>9.2f}{target:>8.2f}x  "
-              f"{'yes' if met else 'NO'}")
+        print(
+            f"{name:<28}{mine:>14,.0f}{raw:>14,.0f}{ratio:>9.2f}{target:>8.2f}x  "
+            f"{'yes' if met else 'NO'}"
+        )
     return ok
 
 

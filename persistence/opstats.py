@@ -39,8 +39,10 @@ class OperationStats:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """``{op: {calls, errors, p50_ms, p95_ms, p99_ms, max_ms}}`` over the recent window."""
         with self._lock:
-            items = [(op, n, self._errors.get(op, 0), sorted(self._latency[op]))
-                     for op, n in self._calls.items()]
+            items = [
+                (op, n, self._errors.get(op, 0), sorted(self._latency[op]))
+                for op, n in self._calls.items()
+            ]
         return {
             op: {
                 "calls": n,

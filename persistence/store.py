@@ -55,8 +55,9 @@ from persistence.types import (
 
 ROLLBACK_KEY = "statehub.rollback_of"
 log = logging.getLogger(__name__)
-_SAVE_ITEM_KEYS = frozenset({"state_id", "state", "version", "tags", "ttl_seconds", "metadata",
-                             "write_id"})
+_SAVE_ITEM_KEYS = frozenset(
+    {"state_id", "state", "version", "tags", "ttl_seconds", "metadata", "write_id"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +150,10 @@ class StatePersistence(ABC):
         if not isinstance(enable_versioning, bool):
             raise TypeError("enable_versioning must be a bool")
         self.enable_versioning = enable_versioning
-        self.max_versions = None if max_versions is None else check.positive_int(
-            max_versions, "max_versions", 1_000_000
+        self.max_versions = (
+            None
+            if max_versions is None
+            else check.positive_int(max_versions, "max_versions", 1_000_000)
         )
         self.default_ttl = check.ttl(default_ttl, "default_ttl")
         self.compression_threshold = check.positive_int(
@@ -187,11 +190,15 @@ class StatePersistence(ABC):
         writing another.
         """
         with self.op_stats.timed("save"):
-            request = self._request(state, state_id, version, tags, ttl_seconds, metadata,
-                                    write_id)
+            request = self._request(state, state_id, version, tags, ttl_seconds, metadata, write_id)
             (row,) = self._write([request], self.clock())
-            log.debug("saved %r version %d (%d bytes, %s)", row.state_id, row.version,
-                      row.size_bytes, row.compression)
+            log.debug(
+                "saved %r version %d (%d bytes, %s)",
+                row.state_id,
+                row.version,
+                row.size_bytes,
+                row.compression,
+            )
             return self._metadata(row)
 
     def save_many(self, items: Iterable[Mapping[str, Any]]) -> list[StateMetadata]:
@@ -212,13 +219,20 @@ class StatePersistence(ABC):
             raise TypeError(f"items[{index}] must be a mapping, not {type(item).__name__}")
         unknown = set(item) - _SAVE_ITEM_KEYS
         if unknown:
-            raise TypeError(f"items[{index}] has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+            raise TypeError(
+                f"items[{index}] has unknown keys: {', '.join(sorted(map(str, unknown)))}"
+            )
         for key in ("state_id", "state"):
             if key not in item:
                 raise TypeError(f"items[{index}] is missing {key!r}")
         return self._request(
-            item["state"], item["state_id"], item.get("version"), item.get("tags"),
-            item.get("ttl_seconds"), item.get("metadata"), item.get("write_id"),
+            item["state"],
+            item["state_id"],
+            item.get("version"),
+            item.get("tags"),
+            item.get("ttl_seconds"),
+            item.get("metadata"),
+            item.get("write_id"),
             field=f"items[{index}].",
         )
 
@@ -306,7 +320,8 @@ class StatePersistence(ABC):
             ids = check.state_ids(state_ids)
             rows = self._read_many(ids, self.clock())
             return {
-                sid: None if (row := rows.get(sid)) is None
+                sid: None
+                if (row := rows.get(sid)) is None
                 else (self._decode(row), self._metadata(row))
                 for sid in ids
             }
@@ -444,8 +459,9 @@ class StatePersistence(ABC):
             target = result.row
             state = self._decode(target)
             merged = {**orjson.loads(target.metadata), **extra, ROLLBACK_KEY: number}
-            request = self._request(state, sid, None, target.tags, target.ttl_seconds, merged,
-                                    write_id)
+            request = self._request(
+                state, sid, None, target.tags, target.ttl_seconds, merged, write_id
+            )
             (row,) = self._write([request], self.clock())
             log.info("rolled back %r to version %d as version %d", sid, number, row.version)
             return self._metadata(row)
@@ -526,8 +542,10 @@ class StatePersistence(ABC):
         """Drop versions past the newest ``max_versions`` (default: the store's own setting)
         from up to ``limit`` states; returns how many versions were removed. Idempotent."""
         with self.op_stats.timed("prune_versions"):
-            keep = self.keep if max_versions is None else check.positive_int(
-                max_versions, "max_versions", 1_000_000
+            keep = (
+                self.keep
+                if max_versions is None
+                else check.positive_int(max_versions, "max_versions", 1_000_000)
             )
             if keep is None:
                 return 0
@@ -559,7 +577,7 @@ class StatePersistence(ABC):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: the memory store has nothing to close
         """Release connections; the store cannot be used afterwards."""
 
     def __enter__(self) -> StatePersistence:
@@ -622,10 +640,11 @@ class StatePersistence(ABC):
         Per request: a state that is expired counts as absent (its old versions are dropped).
         If ``row.write_id`` matches a kept version of the state, return that version's row and
         write nothing for this request. With ``inherit_tags``, the row takes the tags of the
-        state's latest version (none for a new state). Else take version = last + 1 when ``row.version`` is 0,
-        or raise ``VersionConflictError`` when the explicit ``row.version`` <= last (the highest
-        version the state has had). Store the row, set the state's latest version, tags and
-        expires_at, and drop versions past the newest ``keep``, raising ``pruned_below``.
+        state's latest version (none for a new state). Else take version = last + 1 when
+        ``row.version`` is 0, or raise ``VersionConflictError`` when the explicit
+        ``row.version`` <= last (the highest version the state has had). Store the row, set
+        the state's latest version, tags and expires_at, and drop versions past the newest
+        ``keep``, raising ``pruned_below``.
         """
 
     @abstractmethod
@@ -653,8 +672,7 @@ class StatePersistence(ABC):
         """Remove the state, its versions and its checkpoints."""
 
     @abstractmethod
-    def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float
-                  ) -> list[str]:
+    def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float) -> list[str]:
         """Up to ``limit`` live ids > ``after`` starting with ``prefix``, ascending."""
 
     @abstractmethod
@@ -673,8 +691,9 @@ class StatePersistence(ABC):
         Ties on updated_at break by state id in the same direction."""
 
     @abstractmethod
-    def _search(self, tags: tuple[str, ...], match: str, limit: int, now: float
-                ) -> list[VersionRow]:
+    def _search(
+        self, tags: tuple[str, ...], match: str, limit: int, now: float
+    ) -> list[VersionRow]:
         """Latest versions of live states by state id, through a tag index; frames may be empty."""
 
     @abstractmethod

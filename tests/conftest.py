@@ -85,9 +85,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_store(
-    backend: str, tmp_path: Any
-) -> Iterator[Callable[..., StatePersistence]]:
+def make_store(backend: str, tmp_path: Any) -> Iterator[Callable[..., StatePersistence]]:
     """``make_store(**options)`` -> a fresh, empty store of the parametrized backend.
 
     Calling it again with the same ``where=`` reopens the same data (a restart)."""

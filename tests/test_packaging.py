@@ -15,8 +15,7 @@ def test_import_persistence_loads_no_django_or_driver() -> None:
         "('django', 'redis', 'psycopg', 'psycopg_pool', 'celery'))\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
 

@@ -65,8 +65,9 @@ def test_saving_and_loading_states(store: StatePersistence) -> None:
         ttl_seconds=3600,
         metadata={"source": "workflow", "priority": "high"},
     )
-    persistence.save_with_metadata({"user_id": "123", "session_data": "v2"},
-                                   "user_session_123", version=2)
+    persistence.save_with_metadata(
+        {"user_id": "123", "session_data": "v2"}, "user_session_123", version=2
+    )
     result = persistence.load_with_metadata("user_session_123")
     assert result and result[1].version == 2
     result = persistence.load_with_metadata("user_session_123", version=2)
@@ -94,8 +95,7 @@ def test_version_management(store: StatePersistence, capsys) -> None:
 
 def test_search_by_tags(store: StatePersistence, capsys) -> None:
     persistence = store
-    persistence.save_with_metadata({"a": 1}, "user_session_123", tags=["user", "session",
-                                                                       "active"])
+    persistence.save_with_metadata({"a": 1}, "user_session_123", tags=["user", "session", "active"])
     persistence.save_with_metadata({"a": 2}, "user_session_456", tags=["user", "session"])
     results = persistence.search_by_tags(["user", "session"])
     for metadata in results:

@@ -127,8 +127,7 @@ class InMemoryStatePersistence(StatePersistence):
             state = self._live(state_id, now)
             return [] if state is None else [state.row(v) for v in state.versions.values()]
 
-    def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float
-                  ) -> list[str]:
+    def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float) -> list[str]:
         with self._lock:
             index = 0 if after is None else bisect.bisect_right(self._ids, after)
             if prefix is not None:
@@ -143,8 +142,16 @@ class InMemoryStatePersistence(StatePersistence):
                     out.append(sid)
             return out
 
-    def _page(self, prefix: str | None, tags: tuple[str, ...], match: str, order: str,
-              after: tuple[Any, str] | None, limit: int, now: float) -> list[StateSummary]:
+    def _page(
+        self,
+        prefix: str | None,
+        tags: tuple[str, ...],
+        match: str,
+        order: str,
+        after: tuple[Any, str] | None,
+        limit: int,
+        now: float,
+    ) -> list[StateSummary]:
         with self._lock:
             candidates = self._tagged(tags, match) if tags else set(self._states)
             rows = [
@@ -169,8 +176,9 @@ class InMemoryStatePersistence(StatePersistence):
         sets = [self._tags.get(tag, set()) for tag in tags]
         return set.intersection(*sets) if match == "all" else set.union(*sets)
 
-    def _search(self, tags: tuple[str, ...], match: str, limit: int, now: float
-                ) -> list[VersionRow]:
+    def _search(
+        self, tags: tuple[str, ...], match: str, limit: int, now: float
+    ) -> list[VersionRow]:
         with self._lock:
             out = []
             for sid in sorted(self._tagged(tags, match)):

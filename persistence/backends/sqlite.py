@@ -8,6 +8,7 @@ its version recorded in ``PRAGMA user_version``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -108,6 +109,7 @@ SQL_UPSERT_STATE = """
         expires_at = :expires_at, tags = :tags"""
 SQL_NTH_NEWEST = """
     SELECT version FROM versions WHERE state_id = ? ORDER BY version DESC LIMIT 1 OFFSET ?"""
+SQL_LIVE = "SELECT 1 FROM states WHERE state_id = ? AND (expires_at IS NULL OR expires_at > ?)"
 SQL_PRUNE_STATE = """
     DELETE FROM versions WHERE state_id = :sid AND version < (
         SELECT version FROM versions WHERE state_id = :sid
@@ -126,8 +128,14 @@ class SQLiteStatePersistence(StatePersistence):
 
     backend_type = "sqlite"
 
-    def __init__(self, path: str = "statehub.db", *, busy_timeout: float = 30.0,
-                 synchronous: str = "NORMAL", **options: Any) -> None:
+    def __init__(
+        self,
+        path: str = "statehub.db",
+        *,
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         if not isinstance(path, str | os.PathLike) or str(path) in ("", ":memory:"):
             raise ValueError("path must name a database file (use memory:// for no file)")
@@ -153,8 +161,12 @@ class SQLiteStatePersistence(StatePersistence):
         # A connection must not cross a fork: the child opens its own.
         if conn is None or self._local.pid != os.getpid():
             try:
-                conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                       isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 conn.execute("PRAGMA foreign_keys = OFF")
@@ -162,7 +174,9 @@ class SQLiteStatePersistence(StatePersistence):
                 conn.execute("PRAGMA cache_size = -65536")
                 conn.execute("PRAGMA mmap_size = 268435456")
             except sqlite3.Error as exc:
-                raise BackendUnavailableError(f"cannot open SQLite file {self.path}: {exc}") from exc
+                raise BackendUnavailableError(
+                    f"cannot open SQLite file {self.path}: {exc}"
+                ) from exc
             self._local.conn, self._local.pid = conn, os.getpid()
             with self._all_lock:
                 self._all.append(conn)
@@ -209,10 +223,8 @@ class SQLiteStatePersistence(StatePersistence):
         self._closed = True
         with self._all_lock:
             for conn in self._all:
-                try:
+                with contextlib.suppress(sqlite3.ProgrammingError):  # already closed: fine
                     conn.close()
-                except sqlite3.ProgrammingError:  # closed by another thread's use: fine
-                    pass
             self._all.clear()
 
     def describe(self) -> str:
@@ -224,13 +236,14 @@ class SQLiteStatePersistence(StatePersistence):
         with self._transaction() as conn:
             return [self._write_one(conn, request, now) for request in requests]
 
-    def _write_one(self, conn: sqlite3.Connection, request: WriteRequest, now: float
-                   ) -> VersionRow:
+    def _write_one(self, conn: sqlite3.Connection, request: WriteRequest, now: float) -> VersionRow:
         row = request.row
         sid = row.state_id
         state = conn.execute(
             "SELECT last_version, expires_at, tags, version_count, pruned_below FROM states "
-            "WHERE state_id = ?", (sid,)).fetchone()
+            "WHERE state_id = ?",
+            (sid,),
+        ).fetchone()
         if state is not None and state[1] is not None and state[1] <= now:
             self._remove_state(conn, sid)  # an expired state is absent: start afresh
             state = None
@@ -238,39 +251,75 @@ class SQLiteStatePersistence(StatePersistence):
         if row.write_id is not None and state is not None:
             found = conn.execute(
                 f"SELECT {_COLS} FROM versions v JOIN states s ON s.state_id = v.state_id "
-                "WHERE v.state_id = ? AND v.write_id = ?", (sid, row.write_id)).fetchone()
+                "WHERE v.state_id = ? AND v.write_id = ?",
+                (sid, row.write_id),
+            ).fetchone()
             if found is not None:
                 return _version_row(found)
         if row.version and row.version <= last:
             raise VersionConflictError(sid, row.version, last)
         version = row.version or last + 1
         tags_json = state[2] if request.inherit_tags and state is not None else _json(row.tags)
-        conn.execute(SQL_INSERT_VERSION, (
-            sid, version, row.created_at, row.frame, row.size_bytes, row.original_size,
-            row.compression, row.checksum, tags_json, row.ttl_seconds, row.metadata,
-            row.write_id))
+        conn.execute(
+            SQL_INSERT_VERSION,
+            (
+                sid,
+                version,
+                row.created_at,
+                row.frame,
+                row.size_bytes,
+                row.original_size,
+                row.compression,
+                row.checksum,
+                tags_json,
+                row.ttl_seconds,
+                row.metadata,
+                row.write_id,
+            ),
+        )
         count += 1
         # Prune only when over the limit: the common save then costs no extra statement.
         if request.keep is not None and count > request.keep:
             cutoff = conn.execute(SQL_NTH_NEWEST, (sid, request.keep - 1)).fetchone()[0]
-            conn.execute("DELETE FROM versions WHERE state_id = ? AND version < ?",
-                         (sid, cutoff))
+            conn.execute("DELETE FROM versions WHERE state_id = ? AND version < ?", (sid, cutoff))
             count, pruned_below = request.keep, max(pruned_below, cutoff)
-        conn.execute(SQL_UPSERT_STATE, {
-            "sid": sid, "version": version, "count": count, "pruned_below": pruned_below,
-            "now": row.created_at, "expires_at": row.expires_at, "tags": tags_json})
+        conn.execute(
+            SQL_UPSERT_STATE,
+            {
+                "sid": sid,
+                "version": version,
+                "count": count,
+                "pruned_below": pruned_below,
+                "now": row.created_at,
+                "expires_at": row.expires_at,
+                "tags": tags_json,
+            },
+        )
         if state is None or state[2] != tags_json:
             self._index_tags(conn, sid, orjson.loads(tags_json))
         tags = tuple(orjson.loads(tags_json))
-        return VersionRow(sid, version, row.created_at, row.frame, row.size_bytes,
-                          row.original_size, row.compression, row.checksum, tags,
-                          row.ttl_seconds, row.expires_at, row.metadata, row.write_id)
+        return VersionRow(
+            sid,
+            version,
+            row.created_at,
+            row.frame,
+            row.size_bytes,
+            row.original_size,
+            row.compression,
+            row.checksum,
+            tags,
+            row.ttl_seconds,
+            row.expires_at,
+            row.metadata,
+            row.write_id,
+        )
 
     @staticmethod
     def _index_tags(conn: sqlite3.Connection, sid: str, tags: list[str]) -> None:
         conn.execute("DELETE FROM state_tags WHERE state_id = ?", (sid,))
-        conn.executemany("INSERT INTO state_tags (tag, state_id) VALUES (?, ?)",
-                         [(tag, sid) for tag in tags])
+        conn.executemany(
+            "INSERT INTO state_tags (tag, state_id) VALUES (?, ?)", [(tag, sid) for tag in tags]
+        )
 
     @staticmethod
     def _prune_state(conn: sqlite3.Connection, sid: str, keep: int) -> int:
@@ -304,7 +353,9 @@ class SQLiteStatePersistence(StatePersistence):
             for values in self._query(
                 f"SELECT {_COLS} FROM states s JOIN versions v ON v.state_id = s.state_id "
                 f"AND v.version = s.latest_version WHERE s.state_id IN ({marks}) "
-                "AND (s.expires_at IS NULL OR s.expires_at > ?)", (*chunk, now)):
+                "AND (s.expires_at IS NULL OR s.expires_at > ?)",
+                (*chunk, now),
+            ):
                 row = _version_row(values)
                 found[row.state_id] = row
         return found
@@ -312,18 +363,27 @@ class SQLiteStatePersistence(StatePersistence):
     def _versions(self, state_id: str, now: float) -> list[VersionRow]:
         return [_version_row(v) for v in self._query(SQL_VERSIONS, (state_id, now))]
 
-    def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float
-                  ) -> list[str]:
+    def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float) -> list[str]:
         where, params = _prefix_clause(prefix)
         if after is not None:
             where.append("s.state_id > :after")
             params["after"] = after
-        sql = (f"SELECT s.state_id FROM states s WHERE {_LIVE} {_and(where)} "
-               "ORDER BY s.state_id LIMIT :limit")
+        sql = (
+            f"SELECT s.state_id FROM states s WHERE {_LIVE} {_and(where)} "
+            "ORDER BY s.state_id LIMIT :limit"
+        )
         return [r[0] for r in self._query(sql, {**params, "now": now, "limit": limit})]
 
-    def _page(self, prefix: str | None, tags: tuple[str, ...], match: str, order: str,
-              after: tuple[Any, str] | None, limit: int, now: float) -> list[StateSummary]:
+    def _page(
+        self,
+        prefix: str | None,
+        tags: tuple[str, ...],
+        match: str,
+        order: str,
+        after: tuple[Any, str] | None,
+        limit: int,
+        now: float,
+    ) -> list[StateSummary]:
         where, params = _prefix_clause(prefix)
         descending = order.startswith("-")
         key = "s.updated_at" if "updated" in order else "s.state_id"
@@ -335,29 +395,38 @@ class SQLiteStatePersistence(StatePersistence):
             marks = ",".join(f":tag{i}" for i in range(len(tags)))
             params.update({f"tag{i}": tag for i, tag in enumerate(tags)})
             needed = len(tags) if match == "all" else 1
-            where.append(f"(SELECT COUNT(*) FROM state_tags t WHERE t.state_id = s.state_id "
-                         f"AND t.tag IN ({marks})) >= {needed}")
-        sql = (f"SELECT s.version_count, {_COLS_NO_PAYLOAD} FROM states s JOIN versions v "
-               f"ON v.state_id = s.state_id AND v.version = s.latest_version "
-               f"WHERE {_LIVE} {_and(where)} "
-               f"ORDER BY {key} {direction}, s.state_id {direction} LIMIT :limit")
+            where.append(
+                f"(SELECT COUNT(*) FROM state_tags t WHERE t.state_id = s.state_id "
+                f"AND t.tag IN ({marks})) >= {needed}"
+            )
+        sql = (
+            f"SELECT s.version_count, {_COLS_NO_PAYLOAD} FROM states s JOIN versions v "
+            f"ON v.state_id = s.state_id AND v.version = s.latest_version "
+            f"WHERE {_LIVE} {_and(where)} "
+            f"ORDER BY {key} {direction}, s.state_id {direction} LIMIT :limit"
+        )
         rows = self._query(sql, {**params, "now": now, "limit": limit})
         return [summarize(_version_row(r[1:]), r[0]) for r in rows]
 
-    def _search(self, tags: tuple[str, ...], match: str, limit: int, now: float
-                ) -> list[VersionRow]:
+    def _search(
+        self, tags: tuple[str, ...], match: str, limit: int, now: float
+    ) -> list[VersionRow]:
         marks = ",".join("?" * len(tags))
         needed = len(tags) if match == "all" else 1
-        sql = (f"SELECT {_COLS_NO_PAYLOAD} FROM (SELECT state_id FROM state_tags "
-               f"WHERE tag IN ({marks}) GROUP BY state_id HAVING COUNT(*) >= ?) t "
-               "JOIN states s ON s.state_id = t.state_id "
-               "JOIN versions v ON v.state_id = s.state_id AND v.version = s.latest_version "
-               "WHERE (s.expires_at IS NULL OR s.expires_at > ?) ORDER BY s.state_id LIMIT ?")
+        sql = (
+            f"SELECT {_COLS_NO_PAYLOAD} FROM (SELECT state_id FROM state_tags "
+            f"WHERE tag IN ({marks}) GROUP BY state_id HAVING COUNT(*) >= ?) t "
+            "JOIN states s ON s.state_id = t.state_id "
+            "JOIN versions v ON v.state_id = s.state_id AND v.version = s.latest_version "
+            "WHERE (s.expires_at IS NULL OR s.expires_at > ?) ORDER BY s.state_id LIMIT ?"
+        )
         return [_version_row(r) for r in self._query(sql, (*tags, needed, now, limit))]
 
     def _tag_counts(self, limit: int, now: float) -> list[tuple[str, int]]:
-        rows = self._query("SELECT tag, COUNT(*) AS n FROM state_tags GROUP BY tag "
-                           "ORDER BY n DESC, tag LIMIT ?", (limit,))
+        rows = self._query(
+            "SELECT tag, COUNT(*) AS n FROM state_tags GROUP BY tag ORDER BY n DESC, tag LIMIT ?",
+            (limit,),
+        )
         return [(tag, n) for tag, n in rows]
 
     # -- deletes
@@ -365,34 +434,34 @@ class SQLiteStatePersistence(StatePersistence):
     def _delete_version(self, state_id: str, version: int) -> bool:
         now = self.clock()
         with self._transaction() as conn:
-            live = conn.execute(
-                "SELECT 1 FROM states WHERE state_id = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (state_id, now)).fetchone()
+            live = conn.execute(SQL_LIVE, (state_id, now)).fetchone()
             if live is None:
                 return False
-            removed = conn.execute("DELETE FROM versions WHERE state_id = ? AND version = ?",
-                                   (state_id, version)).rowcount
+            removed = conn.execute(
+                "DELETE FROM versions WHERE state_id = ? AND version = ?", (state_id, version)
+            ).rowcount
             if not removed:
                 return False
             latest = conn.execute(
                 "SELECT version, created_at, tags FROM versions WHERE state_id = ? "
-                "ORDER BY version DESC LIMIT 1", (state_id,)).fetchone()
+                "ORDER BY version DESC LIMIT 1",
+                (state_id,),
+            ).fetchone()
             if latest is None:
                 self._remove_state(conn, state_id)
                 return True
             conn.execute(
                 "UPDATE states SET latest_version = ?, updated_at = ?, tags = ?, "
                 "version_count = version_count - 1 WHERE state_id = ?",
-                (latest[0], latest[1], latest[2], state_id))
+                (latest[0], latest[1], latest[2], state_id),
+            )
             self._index_tags(conn, state_id, orjson.loads(latest[2]))
             return True
 
     def _delete_state(self, state_id: str) -> bool:
         now = self.clock()
         with self._transaction() as conn:
-            live = conn.execute(
-                "SELECT 1 FROM states WHERE state_id = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (state_id, now)).fetchone()
+            live = conn.execute(SQL_LIVE, (state_id, now)).fetchone()
             conn.execute("DELETE FROM checkpoints WHERE state_id = ?", (state_id,))
             self._remove_state(conn, state_id)
             return live is not None
@@ -401,38 +470,59 @@ class SQLiteStatePersistence(StatePersistence):
 
     def _put_checkpoint(self, row: CheckpointRow) -> None:
         with self._transaction() as conn:
-            conn.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)", (
-                row.checkpoint_id, row.state_id, row.created_at, row.frame, row.checksum,
-                row.metadata))
+            conn.execute(
+                "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    row.checkpoint_id,
+                    row.state_id,
+                    row.created_at,
+                    row.frame,
+                    row.checksum,
+                    row.metadata,
+                ),
+            )
 
     def _get_checkpoint(self, checkpoint_id: str) -> CheckpointRow | None:
         rows = self._query("SELECT * FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
         return CheckpointRow(*rows[0]) if rows else None
 
     def _list_checkpoints(self, state_id: str) -> list[CheckpointRow]:
-        rows = self._query("SELECT * FROM checkpoints WHERE state_id = ? ORDER BY created_at",
-                           (state_id,))
+        rows = self._query(
+            "SELECT * FROM checkpoints WHERE state_id = ? ORDER BY created_at", (state_id,)
+        )
         return [CheckpointRow(*r) for r in rows]
 
     def _delete_checkpoint(self, checkpoint_id: str) -> bool:
         with self._transaction() as conn:
-            return conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?",
-                                (checkpoint_id,)).rowcount > 0
+            return (
+                conn.execute(
+                    "DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,)
+                ).rowcount
+                > 0
+            )
 
     # -- maintenance
 
     def _purge(self, limit: int, now: float) -> int:
         with self._transaction() as conn:
-            ids = [r[0] for r in conn.execute(
-                "SELECT state_id FROM states WHERE expires_at <= ? LIMIT ?", (now, limit))]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT state_id FROM states WHERE expires_at <= ? LIMIT ?", (now, limit)
+                )
+            ]
             for sid in ids:
                 self._remove_state(conn, sid)
             return len(ids)
 
     def _prune(self, keep: int, limit: int, now: float) -> int:
         with self._transaction() as conn:
-            ids = [r[0] for r in conn.execute(
-                "SELECT state_id FROM states WHERE version_count > ? LIMIT ?", (keep, limit))]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT state_id FROM states WHERE version_count > ? LIMIT ?", (keep, limit)
+                )
+            ]
             return sum(self._prune_state(conn, sid, keep) for sid in ids)
 
     def _counts(self, now: float) -> dict[str, int]:
@@ -440,35 +530,68 @@ class SQLiteStatePersistence(StatePersistence):
             "SELECT COUNT(DISTINCT s.state_id), COUNT(*), COALESCE(SUM(v.size_bytes), 0), "
             "COALESCE(SUM(v.original_size), 0) FROM states s JOIN versions v "
             "ON v.state_id = s.state_id WHERE s.expires_at IS NULL OR s.expires_at > ?",
-            (now,))[0]
+            (now,),
+        )[0]
         checkpoints = self._query("SELECT COUNT(*) FROM checkpoints")[0][0]
-        return {"states": states, "versions": versions, "checkpoints": checkpoints,
-                "stored_bytes": stored, "original_bytes": original}
+        return {
+            "states": states,
+            "versions": versions,
+            "checkpoints": checkpoints,
+            "stored_bytes": stored,
+            "original_bytes": original,
+        }
 
     def _server_info(self) -> dict[str, Any]:
         def pragma(name: str) -> Any:
             return self._query(f"PRAGMA {name}")[0][0]
 
         wal = f"{self.path}-wal"
-        return {"sqlite_info": {
-            "path": os.path.abspath(self.path),
-            "file_bytes": os.path.getsize(self.path) if os.path.exists(self.path) else 0,
-            "wal_bytes": os.path.getsize(wal) if os.path.exists(wal) else 0,
-            "page_size": pragma("page_size"),
-            "page_count": pragma("page_count"),
-            "freelist_count": pragma("freelist_count"),
-            "journal_mode": pragma("journal_mode"),
-            "schema_version": pragma("user_version"),
-            "sqlite_version": sqlite3.sqlite_version,
-        }}
+        return {
+            "sqlite_info": {
+                "path": os.path.abspath(self.path),
+                "file_bytes": os.path.getsize(self.path) if os.path.exists(self.path) else 0,
+                "wal_bytes": os.path.getsize(wal) if os.path.exists(wal) else 0,
+                "page_size": pragma("page_size"),
+                "page_count": pragma("page_count"),
+                "freelist_count": pragma("freelist_count"),
+                "journal_mode": pragma("journal_mode"),
+                "schema_version": pragma("user_version"),
+                "sqlite_version": sqlite3.sqlite_version,
+            }
+        }
 
 
 def _version_row(values: Sequence[Any]) -> VersionRow:
-    (sid, version, created_at, payload, size_bytes, original_size, compression, checksum,
-     tags, ttl_seconds, expires_at, metadata, write_id) = values
-    return VersionRow(sid, version, created_at, bytes(payload), size_bytes, original_size,
-                      compression, checksum, tuple(orjson.loads(tags)), ttl_seconds,
-                      expires_at, metadata, write_id)
+    (
+        sid,
+        version,
+        created_at,
+        payload,
+        size_bytes,
+        original_size,
+        compression,
+        checksum,
+        tags,
+        ttl_seconds,
+        expires_at,
+        metadata,
+        write_id,
+    ) = values
+    return VersionRow(
+        sid,
+        version,
+        created_at,
+        bytes(payload),
+        size_bytes,
+        original_size,
+        compression,
+        checksum,
+        tuple(orjson.loads(tags)),
+        ttl_seconds,
+        expires_at,
+        metadata,
+        write_id,
+    )
 
 
 def _json(tags: tuple[str, ...]) -> str:
@@ -480,6 +603,7 @@ def _prefix_clause(prefix: str | None) -> tuple[list[str], dict[str, Any]]:
     if prefix is None:
         return [], {}
     clauses, params = ["s.state_id >= :prefix"], {"prefix": prefix}
+    params_any: dict[str, Any] = params
     last = ord(prefix[-1])
     if last < 0x10FFFF:
         clauses.append("s.state_id < :prefix_end")
@@ -487,8 +611,8 @@ def _prefix_clause(prefix: str | None) -> tuple[list[str], dict[str, Any]]:
         params["prefix_end"] = prefix[:-1] + chr(upper)
     else:
         clauses.append("substr(s.state_id, 1, :prefix_len) = :prefix")
-        params["prefix_len"] = len(prefix)
-    return clauses, params
+        params_any["prefix_len"] = len(prefix)
+    return clauses, params_any
 
 
 def _and(clauses: list[str]) -> str:

@@ -23,7 +23,7 @@ from persistence import (
     VersionPrunedError,
 )
 from persistence.store import ROLLBACK_KEY
-from tests.conftest import FakeClock, new_id
+from tests.conftest import FakeClock
 from tests.corruption import corrupt_version
 
 BIG = {"data": "x" * 10_000}
@@ -235,9 +235,7 @@ def test_versioning_off_keeps_only_the_latest_but_numbers_count_up(
     assert versions_of(store, "s") == [4]
 
 
-def test_prune_versions_applies_a_new_limit_and_is_idempotent(
-    make_store, clock: FakeClock
-) -> None:
+def test_prune_versions_applies_a_new_limit_and_is_idempotent(make_store, clock: FakeClock) -> None:
     store = make_store(clock=clock, max_versions=None)
     for sid in ("a", "b"):
         for n in range(10):
@@ -337,7 +335,10 @@ def test_page_states_summaries_filters_and_bad_cursor(store: StatePersistence) -
     assert first.expires_at is not None and first.size_bytes > 0
     assert [s.state_id for s in store.page_states(tags=["x", "y"]).items] == ["a1"]
     assert [s.state_id for s in store.page_states(tags=["x", "y"], match="any").items] == [
-        "a1", "a2", "b1"]
+        "a1",
+        "a2",
+        "b1",
+    ]
     assert [s.state_id for s in store.page_states(prefix="a", tags=["y"]).items] == ["a1"]
     with pytest.raises(ValueError, match="cursor"):
         store.page_states(cursor="not-a-cursor")
@@ -353,7 +354,9 @@ def test_search_by_tags_all_and_any_returns_latest_versions(store: StatePersiste
     found = store.search_by_tags(["user", "session"])
     assert [(m.state_id, m.version) for m in found] == [("s1", 2)]
     assert [m.state_id for m in store.search_by_tags(["session", "other"], match="any")] == [
-        "s1", "s3"]
+        "s1",
+        "s3",
+    ]
     assert store.search_by_tags(["nobody"]) == []
     assert len(store.search_by_tags(["user"], limit=1)) == 1
     with pytest.raises(ValueError, match="match"):
@@ -409,8 +412,13 @@ def test_checkpoints_round_trip_and_go_with_their_state(store: StatePersistence)
     other = store.create_checkpoint("workflow_123", {"step": 6})
     checkpoint = store.restore_checkpoint(cid)
     assert checkpoint is not None
-    assert set(checkpoint) == {"checkpoint_id", "state_id", "checkpoint_data", "metadata",
-                               "created_at"}
+    assert set(checkpoint) == {
+        "checkpoint_id",
+        "state_id",
+        "checkpoint_data",
+        "metadata",
+        "created_at",
+    }
     assert checkpoint["checkpoint_data"] == {"step": 5, "data": "checkpoint_data"}
     assert checkpoint["metadata"] == {"workflow_name": "data_processing"}
     assert checkpoint["state_id"] == "workflow_123"
@@ -428,11 +436,15 @@ def test_checkpoints_round_trip_and_go_with_their_state(store: StatePersistence)
 
 
 def test_save_many_and_load_many(store: StatePersistence) -> None:
-    states = [{"state_id": f"state_{i}", "state": {"data": str(i)}, "version": 1}
-              for i in (1, 2, 3)]
+    states = [
+        {"state_id": f"state_{i}", "state": {"data": str(i)}, "version": 1} for i in (1, 2, 3)
+    ]
     saved = store.save_many(states)
     assert [(m.state_id, m.version) for m in saved] == [
-        ("state_1", 1), ("state_2", 1), ("state_3", 1)]
+        ("state_1", 1),
+        ("state_2", 1),
+        ("state_3", 1),
+    ]
     loaded = store.load_many(["state_2", "missing", "state_1"])
     assert list(loaded) == ["state_2", "missing", "state_1"]
     assert loaded["missing"] is None
@@ -444,10 +456,12 @@ def test_save_many_and_load_many(store: StatePersistence) -> None:
 def test_save_many_is_all_or_nothing(store: StatePersistence) -> None:
     store.save_with_metadata({"v": 1}, "taken", version=3)
     with pytest.raises(VersionConflictError):
-        store.save_many([
-            {"state_id": "fresh", "state": {"v": 1}},
-            {"state_id": "taken", "state": {"v": 2}, "version": 2},
-        ])
+        store.save_many(
+            [
+                {"state_id": "fresh", "state": {"v": 1}},
+                {"state_id": "taken", "state": {"v": 2}, "version": 2},
+            ]
+        )
     assert store.load_with_metadata("fresh") is None
     with pytest.raises(TypeError, match=r"items\[1\]"):
         store.save_many([{"state_id": "fresh", "state": {}}, {"state_id": "x", "stat": {}}])
@@ -455,8 +469,9 @@ def test_save_many_is_all_or_nothing(store: StatePersistence) -> None:
 
 
 def test_save_many_same_state_twice_takes_consecutive_versions(store: StatePersistence) -> None:
-    saved = store.save_many([{"state_id": "s", "state": {"n": 1}},
-                             {"state_id": "s", "state": {"n": 2}}])
+    saved = store.save_many(
+        [{"state_id": "s", "state": {"n": 1}}, {"state_id": "s", "state": {"n": 2}}]
+    )
     assert [m.version for m in saved] == [1, 2]
 
 
@@ -471,8 +486,9 @@ def test_a_retry_with_the_same_write_id_returns_the_first_version(
     assert again.version == first.version == 1
     assert again.write_id == "req-1"
     assert store.save_with_metadata({"n": 2}, "s", write_id="req-2").version == 2
-    assert store.save_many([{"state_id": "s", "state": {"n": 2}, "write_id": "req-2"}])[
-        0].version == 2
+    assert (
+        store.save_many([{"state_id": "s", "state": {"n": 2}, "write_id": "req-2"}])[0].version == 2
+    )
     assert versions_of(store, "s") == [1, 2]
 
 
@@ -498,8 +514,9 @@ def test_a_corrupt_version_raises_integrity_error_never_data(store: StatePersist
 def test_get_stats_reports_configuration_counts_and_operations(
     make_store, clock: FakeClock
 ) -> None:
-    store = make_store(clock=clock, compression_type=CompressionType.ZLIB, max_versions=4,
-                       default_ttl=3600)
+    store = make_store(
+        clock=clock, compression_type=CompressionType.ZLIB, max_versions=4, default_ttl=3600
+    )
     store.save_with_metadata(BIG, "a")
     store.save_with_metadata(BIG, "a")
     store.load_with_metadata("a")
@@ -560,8 +577,11 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize(("field", "override", "error"), BAD_CALLS,
-                         ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(BAD_CALLS)])
+@pytest.mark.parametrize(
+    ("field", "override", "error"),
+    BAD_CALLS,
+    ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(BAD_CALLS)],
+)
 def test_bad_input_raises_a_clear_error_and_writes_nothing(
     store: StatePersistence, field: str, override: dict, error: type[Exception]
 ) -> None:
