@@ -1,4 +1,4 @@
-"""Dashboard URLs."""
+"""Dashboard URLs: every store page lives under /s/<store>/; a state id is the path's tail."""
 
 from django.urls import path
 
@@ -7,7 +7,20 @@ from persistence import views, worker_views
 app_name = "persistence"
 
 urlpatterns = [
-    path("", views.states, name="states"),
+    path("", views.home, name="states"),
+    path("s/<str:store>/", views.states, name="states"),
+    path("s/<str:store>/tags/", views.tags, name="tags"),
+    path("s/<str:store>/stats/", views.stats, name="stats"),
+    path("s/<str:store>/state/<path:state_id>", views.state, name="state"),
+    path("s/<str:store>/json/<path:state_id>", views.state_download, name="download"),
+    path("s/<str:store>/diff/<path:state_id>", views.diff, name="diff"),
+    path("s/<str:store>/rollback/<path:state_id>", views.rollback, name="rollback"),
+    path(
+        "s/<str:store>/delete-version/<path:state_id>", views.delete_version, name="delete_version"
+    ),
+    path("s/<str:store>/delete/<path:state_id>", views.delete_state, name="delete_state"),
+    path("s/<str:store>/checkpoints/<path:state_id>", views.checkpoints, name="checkpoints"),
+    path("s/<str:store>/checkpoint/<str:checkpoint_id>/", views.checkpoint, name="checkpoint"),
     path("workers/", worker_views.workers, name="workers"),
     path("workers/runs/", worker_views.worker_runs, name="worker_runs"),
     path("workers/online/", worker_views.workers_online, name="workers_online"),

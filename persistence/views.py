@@ -1,10 +1,344 @@
-"""Dashboard views: thin; reads go through selectors, writes through services."""
+"""Dashboard views: thin; reads go through selectors, writes through services.
+
+Every page is a full page that also answers HTMX requests with a partial of the same template
+(``"page.html#content"`` for navigation into ``#main``, or a smaller named partial such as
+``#rows`` when that is the request's target). A store that cannot be reached renders a banner
+(503), never a 500.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial, wraps
+from typing import Any
+
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
+
+from persistence import conf, selectors, services
+from persistence.errors import (
+    BackendUnavailableError,
+    StateIntegrityError,
+    StateNotFoundError,
+    VersionPrunedError,
+)
+from persistence.forms import DeleteVersionForm, ReasonForm, RollbackForm, StateFilterForm
+from persistence.store import StatePersistence
 
 
-def states(request: HttpRequest) -> HttpResponse:
-    return render(request, "persistence/states.html", {})
+@dataclass(frozen=True)
+class Hub:
+    """The store a request is about, and the name it has in the URL."""
+
+    name: str
+    store: StatePersistence
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def page(
+    request: HttpRequest,
+    template: str,
+    context: dict[str, Any],
+    *,
+    partials: Sequence[str] = (),
+    status: int = 200,
+) -> HttpResponse:
+    """Render ``template``, or for HTMX its partial named after the target (else ``content``)."""
+    name = template
+    htmx = getattr(request, "htmx", None)
+    if htmx and not htmx.history_restore_request:
+        target = htmx.target or ""
+        name = f"{template}#{target if target in partials else 'content'}"
+    response = render(request, name, context, status=status)
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+def not_found(request: HttpRequest, hub: Hub | None, what: str) -> HttpResponse:
+    response = page(request, "persistence/not_found.html", {"hub": hub, "what": what}, status=404)
+    response["X-Statehub-Message"] = "Not found"
+    return response
+
+
+def store_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Open the store named in the URL; an unknown name is a 404, a store that is down a 503."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, store: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        if store not in conf.store_names():
+            return not_found(request, None, f"No store named “{store}” is configured.")
+        try:
+            try:
+                hub = Hub(store, conf.get_store(store))
+            except (ImportError, ValueError, TypeError) as exc:
+                # A missing driver or a bad URL in settings: this store cannot open at all.
+                return _store_down(request, store, f"cannot open the store: {exc}")
+            return view(request, hub, *args, **kwargs)
+        except (BackendUnavailableError, ConnectionError, TimeoutError) as exc:
+            return _store_down(request, store, str(exc) or type(exc).__name__)
+
+    return wrapper
+
+
+def _store_down(request: HttpRequest, name: str, error: str) -> HttpResponse:
+    response = page(
+        request, "persistence/store_down.html", {"hub_name": name, "error": error}, status=503
+    )
+    response["X-Statehub-Message"] = f"Store '{name}' is unavailable"
+    return response
+
+
+def _int(value: str | None, default: int | None = None) -> int | None:
+    try:
+        number = int(value or "")
+    except ValueError:
+        return default
+    return number if number > 0 else default
+
+
+def _done(request: HttpRequest, url: str) -> HttpResponse:
+    """After a successful POST: a normal redirect, or a full-page one for HTMX."""
+    return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
+
+
+def _state_url(hub: Hub, state_id: str) -> str:
+    return reverse("persistence:state", args=[hub.name, state_id])
+
+
+# ------------------------------------------------------------------ pages
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("persistence:states", conf.default_store_name())
+
+
+@require_GET
+@store_view
+def states(request: HttpRequest, hub: Hub) -> HttpResponse:
+    form = StateFilterForm(request.GET)
+    query = form.query()
+    try:
+        result = selectors.state_page(hub.store, **query)  # type: ignore[arg-type]
+    except ValueError as exc:
+        messages.error(request, f"Bad filter: {exc}")
+        query["cursor"] = None
+        result = selectors.state_page(hub.store, **{**query, "tags": []})  # type: ignore[arg-type]
+    context = {
+        "hub": hub,
+        "page": result,
+        "query": query,
+        "form": form,
+        "tag_choices": partial(selectors.tag_counts, hub.store, 200),
+    }
+    return page(request, "persistence/states.html", context, partials=("rows",))
+
+
+@require_GET
+@store_view
+def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
+    view = selectors.state_view(hub.store, state_id, _int(request.GET.get("v")))
+    if view is None:
+        return not_found(
+            request, hub, f"State “{state_id}” does not exist, has expired, or has no such version."
+        )
+    context: dict[str, Any] = {
+        "hub": hub,
+        "view": view,
+        "state_id": state_id,
+        "timeline": selectors.timeline(view.versions, _int(request.GET.get("page"), 1) or 1),
+    }
+    if view.data is not None and view.tree_too_large:
+        context["pretty"], context["pretty_cut"] = selectors.pretty_text(view.data)
+    return page(request, "persistence/state.html", context, partials=("timeline",))
+
+
+@require_GET
+@store_view
+def state_download(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
+    try:
+        found = selectors.state_json(hub.store, state_id, _int(request.GET.get("v")))
+    except StateIntegrityError as exc:
+        return HttpResponse(f"Corrupt version: {exc}", status=409, content_type="text/plain")
+    except VersionPrunedError as exc:
+        return HttpResponse(str(exc), status=404, content_type="text/plain")
+    if found is None:
+        return HttpResponse("No such state or version.", status=404, content_type="text/plain")
+    body, meta = found
+    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", state_id)[:100] or "state"
+    response = HttpResponse(body, content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{safe_name}.v{meta.version}.json"'
+    return response
+
+
+@require_GET
+@store_view
+def diff(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
+    versions = hub.store.list_versions(state_id)
+    if not versions:
+        return not_found(request, hub, f"State “{state_id}” does not exist or has expired.")
+    old_default, new_default = selectors.default_pair(versions)
+    old = _int(request.GET.get("a"), old_default) or old_default
+    new = _int(request.GET.get("b"), new_default) or new_default
+    context: dict[str, Any] = {
+        "hub": hub,
+        "state_id": state_id,
+        "versions": versions,
+        "a": old,
+        "b": new,
+        "latest": versions[-1],
+    }
+    try:
+        context["diff"] = selectors.version_diff(hub.store, versions, old, new)
+    except StateIntegrityError as exc:
+        context["corrupt"] = str(exc)
+    if context.get("diff") is None and "corrupt" not in context:
+        return not_found(request, hub, f"State “{state_id}” has no version {old} or {new}.")
+    return page(request, "persistence/diff.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@store_view
+def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
+    versions = hub.store.list_versions(state_id)
+    if not versions:
+        return not_found(request, hub, f"State “{state_id}” does not exist or has expired.")
+    data = request.POST if request.method == "POST" else None
+    form = RollbackForm(data, initial={"version": request.GET.get("to")})
+    if form.is_valid():
+        target = form.cleaned_data["version"]
+        try:
+            meta = services.rollback_state(
+                hub.store, request.user, state_id, target, form.cleaned_data["reason"]
+            )
+        except (StateNotFoundError, VersionPrunedError, StateIntegrityError) as exc:
+            messages.error(request, f"Rollback failed: {exc}")
+        else:
+            messages.success(
+                request, f"Rolled back to version {target}: new version {meta.version} written."
+            )
+            return _done(request, _state_url(hub, state_id))
+    target = _int(request.POST.get("version") or request.GET.get("to"))
+    if target is None or target not in {v.version for v in versions}:
+        return not_found(
+            request, hub, f"State “{state_id}” has no version {target or '?'} to roll back to."
+        )
+    context: dict[str, Any] = {
+        "hub": hub,
+        "state_id": state_id,
+        "form": form,
+        "target": target,
+        "latest": versions[-1],
+    }
+    try:
+        context["diff"] = selectors.version_diff(hub.store, versions, versions[-1].version, target)
+    except StateIntegrityError as exc:
+        context["corrupt"] = str(exc)
+    return page(request, "persistence/rollback.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@store_view
+def delete_version(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
+    versions = hub.store.list_versions(state_id)
+    number = _int(request.POST.get("version") or request.GET.get("v"))
+    meta = next((v for v in versions if v.version == number), None)
+    if meta is None:
+        return not_found(request, hub, f"State “{state_id}” has no version {number or '?'}.")
+    form = DeleteVersionForm(
+        request.POST if request.method == "POST" else None, initial={"version": number}
+    )
+    if form.is_valid():
+        services.delete_version(
+            hub.store, request.user, state_id, meta.version, form.cleaned_data["reason"]
+        )
+        if len(versions) == 1:
+            messages.success(
+                request,
+                f"Deleted version {meta.version}, the last one: state “{state_id}” is gone.",
+            )
+            return _done(request, reverse("persistence:states", args=[hub.name]))
+        messages.success(request, f"Deleted version {meta.version}.")
+        return _done(request, _state_url(hub, state_id))
+    context = {
+        "hub": hub,
+        "state_id": state_id,
+        "meta": meta,
+        "form": form,
+        "last_one": len(versions) == 1,
+    }
+    return page(request, "persistence/delete_version.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@store_view
+def delete_state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
+    versions = hub.store.list_versions(state_id)
+    if not versions:
+        return not_found(request, hub, f"State “{state_id}” does not exist or has expired.")
+    form = ReasonForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        services.delete_state(hub.store, request.user, state_id, form.cleaned_data["reason"])
+        messages.success(request, f"Deleted state “{state_id}” and its {len(versions)} version(s).")
+        return _done(request, reverse("persistence:states", args=[hub.name]))
+    context = {"hub": hub, "state_id": state_id, "form": form, "versions": versions}
+    return page(request, "persistence/delete_state.html", context)
+
+
+@require_GET
+@store_view
+def tags(request: HttpRequest, hub: Hub) -> HttpResponse:
+    counts = selectors.tag_counts(hub.store)
+    top = max((n for _, n in counts), default=1) or 1
+    context = {"hub": hub, "tags": [(t, n, round(100 * n / top, 1)) for t, n in counts]}
+    return page(request, "persistence/tags.html", context)
+
+
+@require_GET
+@store_view
+def checkpoints(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
+    context: dict[str, Any] = {"hub": hub, "state_id": state_id}
+    try:
+        context["checkpoints"] = selectors.checkpoints(hub.store, state_id)
+    except StateIntegrityError as exc:
+        context["checkpoints"], context["corrupt"] = [], str(exc)
+    return page(request, "persistence/checkpoints.html", context)
+
+
+@require_GET
+@store_view
+def checkpoint(request: HttpRequest, hub: Hub, checkpoint_id: str) -> HttpResponse:
+    try:
+        found = selectors.checkpoint(hub.store, checkpoint_id)
+    except StateIntegrityError as exc:
+        messages.error(request, f"Checkpoint {checkpoint_id} is corrupt: {exc}")
+        return not_found(request, hub, "The checkpoint's data failed its checksum.")
+    except ValueError:
+        found = None
+    if found is None:
+        return not_found(request, hub, f"No checkpoint “{checkpoint_id}”.")
+    return page(request, "persistence/checkpoint.html", {"hub": hub, "cp": found})
+
+
+@require_GET
+@store_view
+def stats(request: HttpRequest, hub: Hub) -> HttpResponse:
+    data = hub.store.get_stats()
+    context = {
+        "hub": hub,
+        "stats": data,
+        "operations": data.get("operations", {}),
+        "server_info": selectors.server_info(data),
+        "sample": selectors.sample_states(hub.store),
+        "tag_bars": selectors.tag_bars(hub.store),
+    }
+    return page(request, "persistence/stats.html", context)

@@ -1,0 +1,57 @@
+"""Forms of the dashboard: the states filter and the reason asked for before a change."""
+
+from __future__ import annotations
+
+from django import forms
+
+ORDERS = [
+    ("-updated", "Last update, newest first"),
+    ("updated", "Last update, oldest first"),
+    ("id", "State id, A→Z"),
+    ("-id", "State id, Z→A"),
+]
+
+
+class StateFilterForm(forms.Form):
+    """The states page query: ``?q=prefix&tag=a&tag=b&match=any&order=-updated&cursor=…``."""
+
+    q = forms.CharField(required=False, max_length=256, strip=False)
+    tag = forms.MultipleChoiceField(required=False)  # any tag: choices are not checked
+    match = forms.ChoiceField(choices=[("any", "any"), ("all", "all")], required=False)
+    order = forms.ChoiceField(choices=ORDERS, required=False)
+    cursor = forms.CharField(required=False, max_length=4096)
+
+    def clean_tag(self) -> list[str]:
+        tags = [t.strip() for t in self.data.getlist("tag") if t and t.strip()]
+        return list(dict.fromkeys(tags))[:64]
+
+    def clean_q(self) -> str:
+        return str(self.cleaned_data.get("q") or "").strip()
+
+    def query(self) -> dict[str, object]:
+        data = self.cleaned_data if self.is_valid() else {}
+        return {
+            "prefix": data.get("q") or None,
+            "tags": data.get("tag") or [],
+            "match": data.get("match") or "any",
+            "order": data.get("order") or "-updated",
+            "cursor": data.get("cursor") or None,
+        }
+
+
+class ReasonForm(forms.Form):
+    """Why an operator rolls back or deletes (kept in the new version's metadata)."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Optional: why?"}),
+    )
+
+
+class RollbackForm(ReasonForm):
+    version = forms.IntegerField(min_value=1)
+
+
+class DeleteVersionForm(ReasonForm):
+    version = forms.IntegerField(min_value=1)

@@ -1,0 +1,327 @@
+"""Reads for the dashboard: each takes an open store and returns plain records for a template.
+
+Nothing here writes. Everything that could touch a whole store (charts, counts) is bounded:
+listing goes through ``page_states`` by cursor, and the stats charts sample a fixed number of
+states and say so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from django.core.cache import cache
+
+from persistence import diff
+from persistence.errors import StateIntegrityError
+from persistence.store import StatePersistence
+from persistence.types import Page, StateMetadata, StateOrder, StateSummary, TagMatch
+
+PAGE_SIZE = 50
+TIMELINE_PAGE = 20
+SAMPLE_LIMIT = 5000
+DIFF_CACHE_SECONDS = 24 * 3600
+TREE_MAX_BYTES = 512 * 1024  # above this the JSON tree is replaced by capped plain text
+
+
+def store_now(store: StatePersistence) -> datetime:
+    """The store's idea of now (tests run stores on a fake clock)."""
+    return datetime.fromtimestamp(store.clock(), tz=UTC)
+
+
+# ------------------------------------------------------------------ states listing
+
+
+@dataclass(frozen=True)
+class StateRow:
+    summary: StateSummary
+    ttl_remaining: float | None
+
+
+def state_page(
+    store: StatePersistence,
+    *,
+    prefix: str | None = None,
+    tags: list[str] | None = None,
+    match: TagMatch = "any",
+    order: StateOrder = "-updated",
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> Page[StateRow]:
+    """One page of the states listing; raises ValueError for a cursor the store did not issue."""
+    page = store.page_states(
+        prefix=prefix or None,
+        tags=tags or None,
+        match=match,
+        order=order,
+        cursor=cursor,
+        limit=limit,
+    )
+    now = store_now(store)
+    rows = [StateRow(s, s.ttl_remaining(now)) for s in page.items]
+    return Page(items=rows, next_cursor=page.next_cursor)
+
+
+def tag_counts(store: StatePersistence, limit: int = 1000) -> list[tuple[str, int]]:
+    return store.list_tags(limit=limit)
+
+
+# ------------------------------------------------------------------ one state
+
+
+@dataclass
+class StateView:
+    """A state at one version, or why it cannot be shown (``corrupt``)."""
+
+    state_id: str
+    meta: StateMetadata
+    versions: list[StateMetadata]  # oldest first, metadata only
+    data: dict[str, Any] | None = None
+    corrupt: str | None = None
+    size_json: int = 0
+
+    @property
+    def latest(self) -> StateMetadata:
+        return self.versions[-1]
+
+    @property
+    def is_latest(self) -> bool:
+        return self.meta.version == self.latest.version
+
+    @property
+    def previous(self) -> StateMetadata | None:
+        older = [v for v in self.versions if v.version < self.meta.version]
+        return older[-1] if older else None
+
+    @property
+    def tree_too_large(self) -> bool:
+        return self.size_json > TREE_MAX_BYTES
+
+
+def state_view(
+    store: StatePersistence, state_id: str, version: int | None = None
+) -> StateView | None:
+    """The state at ``version`` (latest by default); None when it or the version is missing.
+
+    A version that fails its checksum comes back with ``corrupt`` set and its metadata from
+    ``list_versions``: its bytes are never shown as data.
+    """
+    versions = store.list_versions(state_id)
+    if not versions:
+        return None
+    number = versions[-1].version if version is None else version
+    meta = next((v for v in versions if v.version == number), None)
+    if meta is None:
+        return None
+    view = StateView(state_id, meta, versions)
+    try:
+        loaded = store.load_with_metadata(state_id, number)
+    except StateIntegrityError as exc:
+        view.corrupt = str(exc)
+        return view
+    if loaded is None:  # expired or deleted between the two reads
+        return None
+    view.data, view.meta = loaded
+    view.size_json = loaded[1].original_size
+    return view
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    meta: StateMetadata
+    previous: int | None  # the kept version before this one, for "diff with previous"
+
+
+@dataclass(frozen=True)
+class Timeline:
+    items: list[TimelineItem]  # newest first
+    page: int
+    pages: int
+
+
+def timeline(
+    versions: list[StateMetadata], page: int = 1, per_page: int = TIMELINE_PAGE
+) -> Timeline:
+    """One page of a state's versions, newest first (list_versions is already bounded by
+    max_versions; paging keeps a long history readable)."""
+    pages = max(1, math.ceil(len(versions) / per_page))
+    page = min(max(1, page), pages)
+    newest_first = [
+        TimelineItem(meta, versions[i - 1].version if i > 0 else None)
+        for i, meta in reversed(list(enumerate(versions)))
+    ]
+    start = (page - 1) * per_page
+    return Timeline(newest_first[start : start + per_page], page, pages)
+
+
+def state_json(
+    store: StatePersistence, state_id: str, version: int | None = None
+) -> tuple[bytes, StateMetadata] | None:
+    """The state as indented JSON bytes (for download); raises StateIntegrityError."""
+    loaded = store.load_with_metadata(state_id, version)
+    if loaded is None:
+        return None
+    data, meta = loaded
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2), meta
+
+
+def pretty_text(data: Any, limit: int = TREE_MAX_BYTES) -> tuple[str, bool]:
+    """Indented JSON capped at ``limit`` characters, and whether it was cut."""
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
+# ------------------------------------------------------------------ diff
+
+
+@dataclass
+class VersionDiff:
+    old: StateMetadata
+    new: StateMetadata
+    changes: list[diff.Change] = field(default_factory=list)
+    changes_truncated: bool = False
+    lines: diff.LineDiff | None = None
+    cached: bool = False
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(c.kind for c in self.changes))
+
+
+def _diff_key(old: StateMetadata, new: StateMetadata) -> str:
+    return f"statehub:diff:v1:{old.checksum}:{new.checksum}"
+
+
+def version_diff(
+    store: StatePersistence, versions: list[StateMetadata], old: int, new: int
+) -> VersionDiff | None:
+    """The diff of two kept versions, cached by their checksums (versions never change).
+
+    None when either version is not kept; StateIntegrityError when either is corrupt.
+    """
+    by_number = {v.version: v for v in versions}
+    if old not in by_number or new not in by_number:
+        return None
+    old_meta, new_meta = by_number[old], by_number[new]
+    key = _diff_key(old_meta, new_meta)
+    hit = cache.get(key)
+    if hit is not None:
+        changes, truncated, lines = hit
+        return VersionDiff(old_meta, new_meta, changes, truncated, lines, cached=True)
+    sid = old_meta.state_id
+    left = store.load_with_metadata(sid, old)
+    right = store.load_with_metadata(sid, new)
+    if left is None or right is None:
+        return None
+    changes, truncated = diff.changes(left[0], right[0])
+    lines = diff.line_diff(diff.pretty(left[0]), diff.pretty(right[0]))
+    cache.set(key, (changes, truncated, lines), DIFF_CACHE_SECONDS)
+    return VersionDiff(old_meta, new_meta, changes, truncated, lines)
+
+
+def default_pair(versions: list[StateMetadata]) -> tuple[int, int]:
+    """Latest against the one before it (or itself when there is only one)."""
+    latest = versions[-1].version
+    previous = versions[-2].version if len(versions) > 1 else latest
+    return previous, latest
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def checkpoints(store: StatePersistence, state_id: str) -> list[dict[str, Any]]:
+    """The state's checkpoints with their data; raises StateIntegrityError if one is corrupt."""
+    return store.list_checkpoints(state_id)
+
+
+def checkpoint(store: StatePersistence, checkpoint_id: str) -> dict[str, Any] | None:
+    return store.restore_checkpoint(checkpoint_id)
+
+
+# ------------------------------------------------------------------ stats
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    percent: float  # of the largest bar, for the width
+    note: str = ""
+
+
+def _bars(items: list[tuple[str, float]], note: str = "") -> list[Bar]:
+    top = max((v for _, v in items), default=0) or 1
+    return [Bar(label, value, round(100 * value / top, 1), note) for label, value in items]
+
+
+@dataclass
+class StoreSample:
+    """Charts computed from the first ``limit`` states of the store (by id)."""
+
+    sampled: int
+    limit: int
+    complete: bool  # the sample is the whole store
+    size_buckets: list[Bar]
+    version_buckets: list[Bar]
+    expiring: list[Bar]
+    largest: list[StateSummary]
+
+
+_SIZE_EDGES = [
+    (1024, "< 1 KB"),
+    (10 * 1024, "1-10 KB"),
+    (100 * 1024, "10-100 KB"),
+    (1024 * 1024, "100 KB-1 MB"),
+    (math.inf, "≥ 1 MB"),
+]
+_EXPIRY_EDGES = [
+    (3600, "within 1 h"),
+    (86400, "within 24 h"),
+    (7 * 86400, "within 7 days"),
+    (math.inf, "later"),
+]
+
+
+def sample_states(store: StatePersistence, limit: int = SAMPLE_LIMIT) -> StoreSample:
+    """Size, version and expiry distributions over at most ``limit`` states (cursor pages)."""
+    summaries: list[StateSummary] = []
+    cursor: str | None = None
+    while len(summaries) < limit:
+        page = store.page_states(order="id", cursor=cursor, limit=min(1000, limit - len(summaries)))
+        summaries.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    now = store_now(store)
+    sizes: Counter[str] = Counter()
+    versions: Counter[int] = Counter()
+    expiring: Counter[str] = Counter()
+    for s in summaries:
+        sizes[next(label for edge, label in _SIZE_EDGES if s.original_size < edge)] += 1
+        versions[s.version_count] += 1
+        remaining = s.ttl_remaining(now)
+        if remaining is not None:
+            expiring[next(label for edge, label in _EXPIRY_EDGES if remaining < edge)] += 1
+    largest = sorted(summaries, key=lambda s: s.original_size, reverse=True)[:10]
+    return StoreSample(
+        sampled=len(summaries),
+        limit=limit,
+        complete=cursor is None,
+        size_buckets=_bars([(label, sizes[label]) for _, label in _SIZE_EDGES]),
+        version_buckets=_bars([(str(n), versions[n]) for n in sorted(versions)]),
+        expiring=_bars([(label, expiring[label]) for _, label in _EXPIRY_EDGES]),
+        largest=largest,
+    )
+
+
+def tag_bars(store: StatePersistence, limit: int = 12) -> list[Bar]:
+    return _bars([(tag, n) for tag, n in store.list_tags(limit=limit)])
+
+
+def server_info(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The backend's own figures: every ``*_info`` dict get_stats returned."""
+    return {k: v for k, v in stats.items() if k.endswith("_info") and isinstance(v, dict)}

@@ -1,0 +1,175 @@
+"""Filters and tags of the dashboard: sizes, durations, the JSON tree and the header.
+
+Everything that reaches HTML from a state, id, tag or metadata is escaped here or by the
+template's autoescape; the JSON tree is built from escaped pieces only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django import template
+from django.urls import reverse
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from persistence import conf, diff
+
+register = template.Library()
+
+TREE_MAX_NODES = 5000
+OPEN_DEPTH = 2
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """``3725`` -> ``1h 2m``; empty for None."""
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    if s <= 0:
+        return "expired"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            major, rest = divmod(s, size)
+            minor = {"d": (rest // 3600, "h"), "h": (rest // 60, "m"), "m": (rest, "s")}[unit]
+            return f"{major}{unit} {minor[0]}{minor[1]}" if minor[0] else f"{major}{unit}"
+    return f"{s}s"
+
+
+@register.filter
+def ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+@register.filter
+def as_json(value: Any) -> str:
+    """Indented JSON text (escaped later by autoescape)."""
+    return orjson.dumps(
+        value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
+    ).decode()
+
+
+@register.filter
+def preview(value: Any) -> str:
+    return diff.preview(value)
+
+
+@register.filter
+def is_missing(value: Any) -> bool:
+    return value is diff.MISSING
+
+
+@register.filter
+def get(mapping: dict[str, Any], key: str) -> Any:
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.filter
+def scalar(value: Any) -> bool:
+    return not isinstance(value, dict | list)
+
+
+@register.simple_tag
+def json_tree(value: Any, max_nodes: int = TREE_MAX_NODES) -> SafeString:
+    """The value as nested, collapsible ``<details>``, syntax classes on every token."""
+    out: list[str] = []
+    budget = [max_nodes]
+    _node(out, None, value, 0, budget, last=True)
+    if budget[0] < 0:
+        out.append(
+            f'<p class="j-cut">Tree cut at {max_nodes} nodes: download the JSON for all of it.</p>'
+        )
+    return mark_safe('<div class="jtree" data-jtree>' + "".join(out) + "</div>")
+
+
+def _key_html(key: str | int | None) -> str:
+    if key is None:
+        return ""
+    if isinstance(key, int):
+        return f'<span class="j-index">{key}</span><span class="j-punct">: </span>'
+    return (
+        f'<span class="j-key">{escape(orjson.dumps(key).decode())}</span>'
+        '<span class="j-punct">: </span>'
+    )
+
+
+def _scalar_html(value: Any) -> str:
+    if value is None:
+        return '<span class="j-null">null</span>'
+    if isinstance(value, bool):
+        return f'<span class="j-bool">{"true" if value else "false"}</span>'
+    if isinstance(value, int | float):
+        return f'<span class="j-num">{escape(orjson.dumps(value).decode())}</span>'
+    return f'<span class="j-str">{escape(orjson.dumps(value).decode())}</span>'
+
+
+def _node(
+    out: list[str], key: str | int | None, value: Any, depth: int, budget: list[int], *, last: bool
+) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        return
+    comma = "" if last else '<span class="j-punct">,</span>'
+    if not isinstance(value, dict | list) or not value:
+        text = (
+            ("{}" if isinstance(value, dict) else "[]")
+            if isinstance(value, dict | list)
+            else _scalar_html(value)
+        )
+        if isinstance(value, dict | list):
+            text = f'<span class="j-punct">{text}</span>'
+        out.append(f'<div class="j-line">{_key_html(key)}{text}{comma}</div>')
+        return
+    is_dict = isinstance(value, dict)
+    opening, closing = ("{", "}") if is_dict else ("[", "]")
+    count = f"{len(value)} {'key' if is_dict else 'item'}{'' if len(value) == 1 else 's'}"
+    is_open = " open" if depth < OPEN_DEPTH else ""
+    out.append(
+        f'<details class="j-node"{is_open}><summary>{_key_html(key)}'
+        f'<span class="j-punct">{opening}</span><span class="j-count">{count}</span>'
+        f'<span class="j-ellipsis j-punct">…{closing}{"" if last else ","}</span>'
+        f'</summary><div class="j-children">'
+    )
+    items = list(value.items()) if is_dict else list(enumerate(value))
+    for i, (k, v) in enumerate(items):
+        _node(out, k, v, depth + 1, budget, last=i == len(items) - 1)
+        if budget[0] < 0:
+            break
+    out.append(
+        f'</div><div class="j-line j-close"><span class="j-punct">{closing}</span>'
+        f"{comma}</div></details>"
+    )
+
+
+@register.inclusion_tag("persistence/_nav.html", takes_context=True)
+def statehub_nav(context: template.Context) -> dict[str, Any]:
+    """The header's links for the store in the URL (or the default store)."""
+    request = context.get("request")
+    match = getattr(request, "resolver_match", None)
+    try:
+        names = conf.store_names()
+    except ValueError:
+        names = []
+    current = (match.kwargs.get("store") if match else None) or (names[0] if names else "")
+    if current not in names and names:
+        current = names[0]
+    links = [
+        (label, reverse(f"persistence:{name}", args=[current]))
+        for label, name in (("States", "states"), ("Tags", "tags"), ("Stats", "stats"))
+        if current
+    ]
+    return {
+        "links": links,
+        "workers_url": reverse("persistence:workers"),
+        "stores": names,
+        "current": current,
+        "request": request,
+        "user": context.get("user"),
+    }
+
+
+@register.simple_tag(takes_context=True)
+def switch_store_url(context: template.Context, name: str) -> str:
+    return reverse("persistence:states", args=[name])
