@@ -100,12 +100,10 @@ def run_cleanup(
     limits = conf.cleanup_settings()
     batch = batch_size or limits.batch_size
     budget = limits.time_limit if time_limit is None else time_limit
-    keep = max_versions if max_versions is not None else _configured_keep(store)
-
-    run = _acquire(store, task, trigger, limits.lock_timeout, task_id, requested_by, keep)
+    run = _acquire(store, task, trigger, limits.lock_timeout, task_id, requested_by)
     try:
         if run.outcome == _RUNNING:
-            _work(run, batch, budget, keep, on_batch)
+            _work(run, batch, budget, max_versions, on_batch)
     finally:
         prune_run_records()
     return RunResult(
@@ -117,12 +115,16 @@ def _work(
     run: WorkerRun,
     batch: int,
     budget: float,
-    keep: int | None,
+    max_versions: int | None,
     on_batch: Callable[[Progress], None] | None,
 ) -> None:
     task = cast(TaskName, run.task)
     deadline = time.monotonic() + budget if budget else None
     try:
+        keep = None
+        if task == "prune_versions":
+            keep = max_versions if max_versions is not None else _configured_keep(run.store)
+            run.max_versions = keep
         if task == "prune_versions" and keep is None:
             pass  # max_versions None: the store keeps every version, nothing to prune
         else:
@@ -175,7 +177,6 @@ def _acquire(
     lock_timeout: float,
     task_id: str,
     requested_by: str,
-    keep: int | None,
 ) -> WorkerRun:
     """A new ``running`` row (the lock is ours) or a finished ``busy`` row (it is not)."""
     now = timezone.now()
@@ -187,7 +188,6 @@ def _acquire(
         "task_id": task_id,
         "requested_by": requested_by,
         "host": f"{socket.gethostname()}:{os.getpid()}",
-        "max_versions": keep if task == "prune_versions" else None,
     }
     try:
         with transaction.atomic():
@@ -244,6 +244,7 @@ def _finish(run: WorkerRun) -> None:
         removed=run.removed,
         batches=run.batches,
         more_left=run.more_left,
+        max_versions=run.max_versions,
         error=run.error,
     )
 
