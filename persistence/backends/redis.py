@@ -1,0 +1,465 @@
+"""Redis backend: every key of a state under one hash tag, every write one Lua script.
+
+Layout and invariants are drawn at the top of ``redis_lua/common.lua``; the scripts beside it
+do all the work server-side, so a save, a load, a page and a search each cost one round trip.
+Expiry is twofold: ``expires_at`` (store clock) decides what reads see, and native
+``PEXPIREAT`` lets Redis reclaim the keys itself; ``purge_expired`` then cleans the global
+indexes. Counters in ``{ns}:{_}:stats`` are kept by the scripts instead of scanning: the
+state count is always exact, the version and byte figures are exact once expired states are
+purged (``get_stats`` subtracts up to 10,000 unpurged ones itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from persistence.errors import (
+    BackendUnavailableError,
+    OutcomeUnknownError,
+    PersistenceError,
+    VersionConflictError,
+)
+from persistence.store import (
+    CheckpointRow,
+    ReadResult,
+    StatePersistence,
+    VersionRow,
+    WriteRequest,
+)
+from persistence.types import CompressionType, StateSummary, from_timestamp
+
+SEP = "\x1f"  # validation forbids control characters in ids, tags and write ids
+_BSEP = b"\x1f"
+_LUA_DIR = Path(__file__).with_name("redis_lua")
+_COMMON = (_LUA_DIR / "common.lua").read_text()
+
+
+def _script(name: str) -> tuple[str, str]:
+    text = _COMMON + (_LUA_DIR / f"{name}.lua").read_text()
+    return hashlib.sha1(text.encode()).hexdigest(), text
+
+
+SAVE = _script("save")
+READ = _script("read")
+VERSIONS = _script("versions")
+DELETE = _script("delete")
+SELECT = _script("select")
+MAINTAIN = _script("maintain")
+CHECKPOINT = _script("checkpoint")
+COUNTS = _script("counts")
+
+
+def _translate_error(exc: RedisError, *, sent_write: bool = False) -> PersistenceError:
+    """The one boundary where redis-py errors become ours (callers chain with ``from``)."""
+    if isinstance(exc, ResponseError):
+        text = str(exc)
+        if text.startswith("STATEHUB_CONFLICT "):
+            _, requested, latest, state_id = text.split(" ", 3)
+            return VersionConflictError(state_id, int(requested), int(latest))
+        return PersistenceError(f"Redis refused the command: {text}")
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        if sent_write:
+            return OutcomeUnknownError(
+                f"the connection to Redis failed after a write was sent, so it may or may not "
+                f"have been applied; retry with the same write_id ({exc})"
+            )
+        return BackendUnavailableError(f"Redis is unreachable: {exc}")
+    return PersistenceError(f"Redis error: {exc}")
+
+
+@contextmanager
+def _boundary() -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        raise _translate_error(exc) from exc
+
+
+def _time_key(ts: float) -> float:
+    """``ts`` at the microsecond precision of ``StateSummary.updated_at``: stored as the
+    version's created_at, so page cursors built from ``updated_at`` match index scores."""
+    return datetime.fromtimestamp(ts, UTC).timestamp()
+
+
+def _tags(joined: bytes | None) -> tuple[str, ...]:
+    return tuple(joined.decode().split(SEP)) if joined else ()
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class _Connection(Protocol):
+    """The two calls of a pooled redis-py connection that ``_eval`` uses (typed for mypy)."""
+
+    def send_command(self, *args: Any) -> None: ...
+    def read_response(self) -> Any: ...
+
+
+class RedisStatePersistence(StatePersistence):
+    """A store in Redis (redis-py with hiredis); ``redis_options`` go to its ConnectionPool."""
+
+    backend_type = "redis"
+
+    def __init__(
+        self,
+        redis_url: str = "redis://localhost:6379/0",
+        redis_options: dict[str, Any] | None = None,
+        *,
+        namespace: str = "statehub",
+        **common_options: Any,
+    ) -> None:
+        super().__init__(**common_options)
+        if not namespace or any(c in namespace for c in "{}*?[]") or not namespace.isprintable():
+            raise ValueError(
+                f"namespace must be printable, without braces or glob characters "
+                f"(got {namespace!r})"
+            )
+        self.namespace = namespace
+        self._global = f"{namespace}:{{_}}:"
+        self._url = _redact(redis_url)
+        # Frames are bytes: whatever the caller asks for, replies must not be decoded.
+        options = {**(redis_options or {}), "decode_responses": False}
+        self._pool = redis.ConnectionPool.from_url(redis_url, **options)
+        self._client = redis.Redis(connection_pool=self._pool)
+        self._command: Callable[..., Any] = self._client.execute_command
+        try:
+            with _boundary():
+                self._client.ping()
+        except BackendUnavailableError:
+            self._pool.disconnect()
+            raise
+
+    # -- the round trip every script call makes
+
+    def _eval(
+        self,
+        script: tuple[str, str],
+        keys: Sequence[str],
+        now: float,
+        args: Sequence[Any] = (),
+        *,
+        write: bool = False,
+    ) -> Any:
+        sha, text = script
+        command = ("EVALSHA", sha, len(keys), *keys, self.namespace, repr(now), *args)
+        with _boundary():  # nothing is sent until a connection is ready
+            conn = self._pool.get_connection()
+        io: _Connection = conn
+        try:
+            try:
+                io.send_command(*command)
+                return io.read_response()
+            except NoScriptError:
+                # Redis restarted or its script cache was flushed; the script did not run.
+                io.send_command("SCRIPT", "LOAD", text)
+                io.read_response()
+                io.send_command(*command)
+                return io.read_response()
+        except RedisError as exc:
+            raise _translate_error(exc, sent_write=write) from exc
+        finally:
+            self._pool.release(conn)
+
+    def _key(self, kind: str, state_id: str) -> str:
+        # A hash of the id is the hash tag, so ids containing braces cannot move any key of
+        # the state to another cluster slot; the id itself follows to keep keys unique.
+        tag = hashlib.sha1(state_id.encode()).hexdigest()[:16]
+        return f"{self.namespace}:{{{tag}}}:{kind}:{state_id}"
+
+    @staticmethod
+    def _row(
+        state_id: str,
+        version: bytes,
+        exp: bytes,
+        frame: bytes | None,
+        meta: bytes,
+        tags: bytes | None,
+    ) -> VersionRow:
+        size, orig, created, comp, checksum, ttl, wid, metadata = meta.split(_BSEP, 7)
+        return VersionRow(
+            state_id=state_id,
+            version=int(version),
+            created_at=float(created),
+            frame=frame or b"",
+            size_bytes=int(size),
+            original_size=int(orig),
+            compression=comp.decode(),
+            checksum=checksum.decode(),
+            tags=_tags(tags),
+            ttl_seconds=int(ttl) if ttl else None,
+            expires_at=float(exp) if exp else None,
+            metadata=metadata.decode(),
+            write_id=wid.decode() or None,
+        )
+
+    # -- writes
+
+    def _write(self, requests: Sequence[WriteRequest], now: float) -> list[VersionRow]:
+        keys: list[str] = []
+        args: list[Any] = []
+        for request in requests:
+            row = request.row
+            sid = row.state_id
+            keys += (self._key("h", sid), self._key("z", sid))
+            meta = (
+                f"{row.size_bytes}{SEP}{row.original_size}{SEP}{_time_key(row.created_at)!r}"
+                f"{SEP}{row.compression}{SEP}{row.checksum}{SEP}{row.ttl_seconds or ''}"
+                f"{SEP}{row.write_id or ''}{SEP}{row.metadata}"
+            )
+            args += (
+                sid,
+                row.version,
+                request.keep or 0,
+                int(request.inherit_tags),
+                row.write_id or "",
+                "" if row.expires_at is None else repr(row.expires_at),
+                row.frame,
+                meta,
+                SEP.join(row.tags),
+            )
+        reply = self._eval(SAVE, keys, now, args, write=True)
+        out = []
+        for request, (version, exp, meta, tags) in zip(requests, reply, strict=True):
+            if meta is None:  # written now
+                tag_tuple = _tags(tags) if request.inherit_tags else request.row.tags
+                out.append(replace(request.row, version=int(version), tags=tag_tuple))
+            else:  # a retry of a write_id: the version the first attempt wrote
+                out.append(self._row(request.state_id, version, exp, None, meta, tags))
+        return out
+
+    def _delete_version(self, state_id: str, version: int) -> bool:
+        return self._delete(state_id, str(version))
+
+    def _delete_state(self, state_id: str) -> bool:
+        return self._delete(state_id, "")
+
+    def _delete(self, state_id: str, version: str) -> bool:
+        keys = [self._key(kind, state_id) for kind in "hzc"]
+        return bool(self._eval(DELETE, keys, self.clock(), [version, state_id], write=True))
+
+    # -- reads
+
+    def _read(self, state_id: str, version: int | None, now: float) -> ReadResult:
+        (found,) = self._eval(READ, [self._key("h", state_id)], now, [version or 0])
+        if not found:
+            return ReadResult(None)
+        if len(found) == 1:
+            return ReadResult(None, int(found[0]))
+        return ReadResult(self._row(state_id, *found[1:]), int(found[0]))
+
+    def _read_many(self, state_ids: Sequence[str], now: float) -> dict[str, VersionRow]:
+        if not state_ids:
+            return {}
+        keys = [self._key("h", sid) for sid in state_ids]
+        replies = self._eval(READ, keys, now, [0])
+        return {
+            sid: self._row(sid, *found[1:])
+            for sid, found in zip(state_ids, replies, strict=True)
+            if len(found) > 1
+        }
+
+    def _versions(self, state_id: str, now: float) -> list[VersionRow]:
+        keys = [self._key("h", state_id), self._key("z", state_id)]
+        reply = self._eval(VERSIONS, keys, now)
+        if not reply:
+            return []
+        exp = reply[0]
+        return [
+            self._row(state_id, reply[i], exp, None, reply[i + 1], reply[i + 2])
+            for i in range(1, len(reply), 3)
+        ]
+
+    def _select(
+        self,
+        mode: str,
+        order: str,
+        prefix: str | None,
+        tags: Sequence[str],
+        match: str,
+        after: tuple[Any, str] | None,
+        limit: int,
+        now: float,
+    ) -> Any:
+        lo, hi, key, after_id = b"-", b"+", "", ""
+        if prefix is not None:
+            lo, hi = b"[" + prefix.encode(), b"[" + prefix.encode() + b"\xff"
+        if after is not None and "updated" in order:
+            if isinstance(after[0], str):
+                raise ValueError("cursor is not one this store returned for this order")
+            key, after_id = repr(float(after[0])), after[1]
+        elif after is not None:
+            # UTF-8 byte order is code point order, so bytes compare as the ids do.
+            sid = after[1].encode()
+            if order == "-id":
+                hi = b"(" + sid if hi == b"+" or sid < hi[1:] else hi
+            elif lo == b"-" or sid >= lo[1:]:
+                lo = b"(" + sid
+        args = [mode, order, lo, hi, key, after_id, prefix or "", match, limit, *tags]
+        return self._eval(SELECT, [], now, args)
+
+    def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float) -> list[str]:
+        cursor = None if after is None else (after, after)
+        return [
+            sid.decode() for sid in self._select("ids", "id", prefix, (), "all", cursor, limit, now)
+        ]
+
+    def _page(
+        self,
+        prefix: str | None,
+        tags: tuple[str, ...],
+        match: str,
+        order: str,
+        after: tuple[Any, str] | None,
+        limit: int,
+        now: float,
+    ) -> list[StateSummary]:
+        flat = self._select("page", order, prefix, tags, match, after, limit, now)
+        out = []
+        for i in range(0, len(flat), 2):
+            cur, count, created, size, orig, comp, exp, _, _, *tag_list = flat[i + 1].split(_BSEP)
+            out.append(
+                StateSummary(
+                    state_id=flat[i].decode(),
+                    latest_version=int(cur),
+                    version_count=int(count),
+                    updated_at=datetime.fromtimestamp(float(created), UTC),
+                    size_bytes=int(size),
+                    original_size=int(orig),
+                    compression_type=CompressionType(comp.decode()),
+                    tags=tuple(t.decode() for t in tag_list),
+                    expires_at=from_timestamp(float(exp)) if exp else None,
+                )
+            )
+        return out
+
+    def _search(
+        self, tags: tuple[str, ...], match: str, limit: int, now: float
+    ) -> list[VersionRow]:
+        flat = self._select("search", "id", None, tags, match, None, limit, now)
+        return [
+            self._row(flat[i].decode(), flat[i + 1], flat[i + 2], None, flat[i + 3], flat[i + 4])
+            for i in range(0, len(flat), 5)
+        ]
+
+    def _tag_counts(self, limit: int, now: float) -> list[tuple[str, int]]:
+        # Scores are minus the counts, so Redis's (score, member) order is ours.
+        with _boundary():
+            pairs = self._command("ZRANGE", self._global + "tags", 0, limit - 1, "WITHSCORES")
+        return [(tag.decode(), -int(score)) for tag, score in pairs]
+
+    # -- checkpoints
+
+    def _put_checkpoint(self, row: CheckpointRow) -> None:
+        packed = f"{row.created_at!r}{SEP}{row.checksum}{SEP}{row.metadata}"
+        args = ["put", row.checkpoint_id, row.state_id, packed, row.frame]
+        self._eval(CHECKPOINT, [self._key("c", row.state_id)], self.clock(), args, write=True)
+
+    def _get_checkpoint(self, checkpoint_id: str) -> CheckpointRow | None:
+        found = self._eval(CHECKPOINT, [], self.clock(), ["get", checkpoint_id])
+        if not found or found[1] is None:
+            return None
+        return _checkpoint(checkpoint_id, found[0].decode(), found[1], found[2])
+
+    def _list_checkpoints(self, state_id: str) -> list[CheckpointRow]:
+        with _boundary():
+            fields: dict[bytes, bytes] = self._command("HGETALL", self._key("c", state_id))
+        rows = [
+            (fields[b"m" + cid].rsplit(_BSEP, 1)[1], cid, frame)
+            for cid, frame in fields.items()
+            if len(cid) == 32
+        ]
+        made = [
+            (int(seq), _checkpoint(cid.decode(), state_id, frame, fields[b"m" + cid]))
+            for seq, cid, frame in rows
+        ]
+        return [row for _, row in sorted(made, key=lambda x: (x[1].created_at, x[0]))]
+
+    def _delete_checkpoint(self, checkpoint_id: str) -> bool:
+        args = ["del", checkpoint_id]
+        return bool(self._eval(CHECKPOINT, [], self.clock(), args, write=True))
+
+    # -- maintenance and stats
+
+    def _purge(self, limit: int, now: float) -> int:
+        return int(self._eval(MAINTAIN, [], now, ["purge", limit], write=True))
+
+    def _prune(self, keep: int, limit: int, now: float) -> int:
+        return int(self._eval(MAINTAIN, [], now, ["prune", limit, keep], write=True))
+
+    def _counts(self, now: float) -> dict[str, int]:
+        states, versions, checkpoints, stored, original = self._eval(COUNTS, [], now)
+        return {
+            "states": states,
+            "versions": versions,
+            "checkpoints": checkpoints,
+            "stored_bytes": stored,
+            "original_bytes": original,
+        }
+
+    def _server_info(self) -> dict[str, Any]:
+        with _boundary():
+            info = self._client.info("server", "clients", "memory", "stats", "keyspace")
+        keyspace = {k: v for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
+        fields = (
+            "redis_version",
+            "uptime_in_seconds",
+            "used_memory",
+            "used_memory_human",
+            "used_memory_peak_human",
+            "connected_clients",
+            "total_commands_processed",
+            "instantaneous_ops_per_sec",
+            "keyspace_hits",
+            "keyspace_misses",
+            "expired_keys",
+            "evicted_keys",
+        )
+        figures = {name: info[name] for name in fields if name in info}
+        return {"redis_info": {**figures, "keyspace": keyspace, "namespace": self.namespace}}
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        self._pool.disconnect()
+
+    def describe(self) -> str:
+        return self._url
+
+    # -- for tests that damage stored bytes on purpose (tests/corruption.py)
+
+    def _test_read_frame(self, state_id: str, version: int) -> bytes:
+        frame: bytes = self._command("HGET", self._key("h", state_id), f"f{version}")
+        return frame
+
+    def _test_write_frame(self, state_id: str, version: int, frame: bytes) -> None:
+        self._client.hset(self._key("h", state_id), f"f{version}", frame)
+
+
+def _checkpoint(checkpoint_id: str, state_id: str, frame: bytes, packed: bytes) -> CheckpointRow:
+    created, checksum, rest = packed.split(_BSEP, 2)
+    return CheckpointRow(
+        checkpoint_id=checkpoint_id,
+        state_id=state_id,
+        created_at=float(created),
+        frame=frame,
+        checksum=checksum.decode(),
+        metadata=rest.rsplit(_BSEP, 1)[0].decode(),
+    )

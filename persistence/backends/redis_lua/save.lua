@@ -1,0 +1,94 @@
+-- Apply N writes, all or nothing. KEYS: h, z per write. ARGV after the common two, per write:
+-- sid, version ('0' = next), keep ('0' = all), inherit tags ('1'/'0'), write id, expires_at
+-- ('' = none), frame, packed metadata, tags. Refusing (a conflict) happens before any write.
+local W = 9
+local n = #KEYS / 2
+local states, plan = {}, {}
+
+for i = 1, n do  -- plan: read each state once, decide every version number, write nothing
+  local a = 2 + (i - 1) * W
+  local sid, ver, wid = ARGV[a + 1], ARGV[a + 2], ARGV[a + 5]
+  local h = KEYS[2 * i - 1]
+  local st = states[sid]
+  if not st then
+    local f = redis.call('HMGET', h, 'last', 'exp', 'cur')
+    if f[3] and live(f[2]) then
+      st = {live = true, last = f[1], cur = f[3], exp = f[2] or '', wids = {}}
+    else
+      st = {live = false, last = '0', cur = false, exp = '', wids = {}}
+    end
+    states[sid] = st
+  end
+  local dup = false
+  if wid ~= '' then
+    dup = st.wids[wid] or (st.live and redis.call('HGET', h, 'w:' .. wid))
+  end
+  if dup then
+    plan[i] = {dup = dup}
+  else
+    if ver ~= '0' and not vless(st.last, ver) then
+      return redis.error_reply('STATEHUB_CONFLICT ' .. ver .. ' ' .. st.last .. ' ' .. sid)
+    end
+    local v = ver ~= '0' and ver or inc(st.last)
+    local tags = ARGV[a + 9]
+    if ARGV[a + 4] == '1' then
+      tags = st.tags or (st.cur and redis.call('HGET', h, 't' .. st.cur)) or ''
+    end
+    st.last, st.cur, st.tags = v, v, tags
+    if wid ~= '' then st.wids[wid] = v end
+    plan[i] = {v = v, tags = tags}
+  end
+end
+
+local out = {}
+for i = 1, n do
+  local a = 2 + (i - 1) * W
+  local sid, wid, exp = ARGV[a + 1], ARGV[a + 5], ARGV[a + 6]
+  local h, z = KEYS[2 * i - 1], KEYS[2 * i]
+  local st, p = states[sid], plan[i]
+  if not st.live and not st.wiped then  -- expired or new: whatever is left goes first
+    wipe(sid, h, z)
+    st.wiped = true
+  end
+  if p.dup then
+    local r = redis.call('HMGET', h, 'm' .. p.dup, 't' .. p.dup, 'exp')
+    out[i] = {p.dup, r[3] or '', r[1], r[2]}
+  else
+    local v, meta = p.v, ARGV[a + 8]
+    local size, orig = meta_fields(meta)
+    local fields = {'f' .. v, ARGV[a + 7], 'm' .. v, meta, 't' .. v, p.tags, 'last', v, 'cur', v}
+    if wid ~= '' then fields[#fields + 1] = 'w:' .. wid; fields[#fields + 1] = v end
+    if exp ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = exp end
+    redis.call('HSET', h, unpack(fields))
+    if exp == '' and st.exp ~= '' then redis.call('HDEL', h, 'exp') end
+    redis.call('ZADD', z, v, v)
+    delta.versions = delta.versions + 1
+    delta.stored = delta.stored + size
+    delta.original = delta.original + orig
+    local ds, dor = tonumber(size), tonumber(orig)
+    local keep = tonumber(ARGV[a + 3])
+    if keep > 0 then
+      local _, sb, ob = drop_oldest(h, z, keep)
+      ds, dor = ds - sb, dor - ob
+    end
+    reindex(sid, h, z, ds, dor)
+    -- Native expiry lets Redis reclaim the space itself. Reads compare expires_at with the
+    -- store clock; the server expires no earlier than that and never before the TTL has run
+    -- on its own clock, so a store clock behind the server's cannot lose live data.
+    if exp ~= '' then
+      local t = redis.call('TIME')
+      local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      local at = math.max(math.ceil(tonumber(exp) * 1000),
+                          ms + math.ceil((tonumber(exp) - NOW) * 1000))
+      redis.call('PEXPIREAT', h, at)
+      redis.call('PEXPIREAT', z, at)
+    elseif st.exp ~= '' then
+      redis.call('PERSIST', h)
+      redis.call('PERSIST', z)
+    end
+    st.live, st.exp = true, exp
+    out[i] = {v, exp, false, p.tags}
+  end
+end
+flush()
+return out
