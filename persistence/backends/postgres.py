@@ -31,7 +31,9 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import ConnectionPool
 
 from persistence.errors import (
@@ -367,6 +369,13 @@ SELECT current_setting('server_version'), pg_database_size(current_database()),
      FROM unnest(ARRAY['states', 'versions', 'checkpoints']) AS t)"""
 
 
+# Every Python int goes out as a bigint: psycopg would otherwise pick int2/int4/int8 by value,
+# and each combination of parameter types is a prepared statement (and a Parse) of its own.
+_ADAPTERS = AdaptersMap(psycopg.adapters)
+_ADAPTERS.register_dumper(int, Int8Dumper)
+_ADAPTERS.register_dumper(int, Int8BinaryDumper)
+
+
 class _Retry(Exception):
     """A write lost a race the database resolved (a deadlock, a concurrent same write_id)."""
 
@@ -400,6 +409,7 @@ class PostgresStatePersistence(StatePersistence):
             "autocommit": True,  # a pipeline's Sync ends its one implicit transaction
             "connect_timeout": connect_timeout,
             "application_name": self.application_name,
+            "context": _ADAPTERS,
         }
         try:
             # A direct connection fails fast when the server is down; the pool would retry.

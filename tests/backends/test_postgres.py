@@ -1,0 +1,316 @@
+"""PostgreSQL-only properties, against the real server: round trips, schema setup, faults.
+
+Every store here lives in its own throwaway schema and touches only its own connections
+(found by the ``application_name`` the store gives them); the shared server is never stopped.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from persistence import (
+    BackendUnavailableError,
+    OutcomeUnknownError,
+    StatePersistence,
+    VersionPrunedError,
+    connect,
+)
+from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, open_store
+
+psycopg = pytest.importorskip("psycopg")
+from persistence.backends.postgres import MIGRATIONS, PostgresStatePersistence  # noqa: E402
+
+on_postgres = pytest.mark.parametrize("backend", ["postgres"])
+Factory = Callable[..., Any]
+
+
+def admin() -> Any:
+    return psycopg.connect(POSTGRES_DSN, autocommit=True)
+
+
+def backends_of(store: PostgresStatePersistence, state: str | None = None) -> list[int]:
+    query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+    if state == "waiting":
+        query += " AND wait_event_type = 'Lock'"
+    with admin() as conn:
+        return [pid for (pid,) in conn.execute(query, [store.application_name])]
+
+
+def terminate(pids: list[int], store: PostgresStatePersistence) -> None:
+    with admin() as conn:
+        for pid in pids:
+            conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 10
+    while set(pids) & set(backends_of(store)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def round_trips(store: PostgresStatePersistence, action: Callable[[], object], tmp: Path) -> int:
+    """How many times ``action`` makes the client wait for the server: libpq's protocol trace
+    of the store's only connection, counting the Sync (extended) and Query (simple) messages
+    the client sends - each is answered by one ReadyForQuery."""
+    from psycopg import pq
+
+    path = tmp / f"trace-{uuid.uuid4().hex}"
+    with path.open("w") as sink:
+        conn = store._pool.getconn()
+        conn.pgconn.trace(sink.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        store._pool.putconn(conn)
+        action()
+        conn = store._pool.getconn()
+        conn.pgconn.untrace()
+        store._pool.putconn(conn)
+    messages = [line.split("\t") for line in path.read_text().splitlines()]
+    return sum(1 for m in messages if m[0] == "F" and len(m) > 2 and m[2] in ("Sync", "Query"))
+
+
+@on_postgres
+def test_a_save_and_a_load_are_one_round_trip_each(make_store: Factory, tmp_path: Path) -> None:
+    store = make_store(min_size=1, max_size=1, max_versions=3)
+    state = {"step": 1, "text": "x" * 500}
+
+    def save() -> object:
+        return store.save_with_metadata(state, "s", tags=["a", "b"], metadata={"k": 1})
+
+    def load() -> object:
+        return store.load_with_metadata("s")
+
+    def save_many() -> object:
+        return store.save_many([{"state_id": f"m{i}", "state": state} for i in range(20)])
+
+    def load_many() -> object:
+        return store.load_many([f"m{i}" for i in range(20)])
+
+    def load_version() -> object:
+        return store.load_with_metadata("s", version=7)
+
+    for _ in range(6):  # statements are prepared on first use; count the steady state
+        save(), load(), save_many(), load_many(), load_version()
+    assert round_trips(store, save, tmp_path) == 1
+    assert round_trips(store, load, tmp_path) == 1
+    assert round_trips(store, save_many, tmp_path) == 1
+    assert round_trips(store, load_many, tmp_path) == 1
+    assert round_trips(store, load_version, tmp_path) == 1
+
+
+def _start_store(schema: str, barrier: Any) -> None:
+    barrier.wait(timeout=60)
+    open_store("postgres", schema).close()
+
+
+@pytest.mark.slow
+def test_four_processes_setting_up_one_fresh_schema_all_succeed() -> None:
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_start_store, args=(schema, barrier)) for _ in range(4)]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+        with admin() as conn:
+            recorded = conn.execute(
+                f'SELECT version FROM "{schema}".schema_version ORDER BY version'
+            ).fetchall()
+        assert [v for (v,) in recorded] == [version for version, _ in MIGRATIONS]
+    finally:
+        drop_store("postgres", schema)
+
+
+def test_a_server_that_is_down_raises_backend_unavailable_quickly() -> None:
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError) as info:
+        PostgresStatePersistence("postgresql://postgres@127.0.0.1:1/test", schema="tdown")
+    assert time.monotonic() - started < 3
+    assert isinstance(info.value, ConnectionError)
+    with pytest.raises(ConnectionError):  # the seed's fallback example catches exactly this
+        connect("postgresql://postgres@127.0.0.1:1/test", connect_timeout=1)
+
+
+@pytest.mark.faults
+@on_postgres
+def test_the_pool_recovers_after_its_connections_are_terminated(make_store: Factory) -> None:
+    store = make_store(min_size=2, max_size=4)
+    store.save_with_metadata({"v": 1}, "s")
+    pids = backends_of(store)
+    assert pids
+    terminate(pids, store)
+    # The next calls find the dead connections, replace them and succeed.
+    assert store.save_with_metadata({"v": 2}, "s").version == 2
+    loaded = store.load_with_metadata("s")
+    assert loaded is not None and loaded[0] == {"v": 2}
+    assert not set(pids) & set(backends_of(store))
+
+
+@pytest.mark.faults
+@on_postgres
+def test_a_connection_lost_after_a_write_was_sent_is_outcome_unknown(
+    make_store: Factory,
+) -> None:
+    store = make_store(min_size=1, max_size=2)
+    store.save_with_metadata({"v": 1}, "s")
+    outcome: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            store.save_with_metadata({"v": 2}, "s")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with admin() as blocker, blocker.transaction():
+        # Hold the state's row so the save is sent and then waits, and cut it off there.
+        blocker.execute(f'SELECT 1 FROM "{store.schema}".states FOR UPDATE')
+        writer = threading.Thread(target=save)
+        writer.start()
+        deadline = time.monotonic() + 10
+        while not backends_of(store, "waiting") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        terminate(backends_of(store, "waiting"), store)
+        writer.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], OutcomeUnknownError)
+    assert isinstance(outcome[0], BackendUnavailableError)
+    assert store.save_with_metadata({"v": 3}, "s").version == 2  # the cut-off save never landed
+
+
+@pytest.mark.slow
+@on_postgres
+@pytest.mark.parametrize("keep", [None, 3])
+def test_threads_saving_one_state_get_contiguous_versions(
+    make_store: Factory, keep: int | None
+) -> None:
+    threads, saves = 8, 25
+    store = make_store(max_versions=keep, max_size=threads)
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(saves):
+                store.save_with_metadata({"worker": worker, "n": n}, "shared", tags=[f"w{n}"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=writer, args=(w,)) for w in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert errors == []
+    total = threads * saves
+    versions = [m.version for m in store.list_versions("shared")]
+    if keep is None:
+        assert versions == list(range(1, total + 1))
+        seen = {tuple(store.load_with_metadata("shared", v)[0].values()) for v in versions}
+        assert len(seen) == total
+    else:
+        assert versions == list(range(total - keep + 1, total + 1))
+        with pytest.raises(VersionPrunedError):
+            store.load_with_metadata("shared", version=total - keep)
+    stats = store.get_stats()
+    assert stats["total_versions"] == len(versions)  # the maintained counters agree
+
+
+def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+@pytest.mark.slow
+@on_postgres
+def test_load_latest_is_an_index_lookup(make_store: Factory) -> None:
+    store = make_store(max_versions=None)
+    for start in range(0, 3000, 1000):
+        store.save_many(
+            [{"state_id": f"s{i:05d}", "state": {"i": i}} for i in range(start, start + 1000)]
+        )
+    store.save_many([{"state_id": "deep", "state": {"n": n}} for n in range(500)])
+    with admin() as conn:
+        conn.execute(f'ANALYZE "{store.schema}".states, "{store.schema}".versions')
+        for version in (None, 250):
+            params = {"sid": "deep", "version": version, "now": time.time()}
+            (plan,) = conn.execute("EXPLAIN (FORMAT JSON) " + store._q.read, params).fetchone()
+            nodes = list(plan_nodes(plan[0]["Plan"]))
+            scans = {n["Relation Name"]: n["Node Type"] for n in nodes if "Relation Name" in n}
+            assert scans == {"states": "Index Scan", "versions": "Index Scan"}, scans
+    loaded = store.load_with_metadata("deep")
+    assert loaded is not None and loaded[1].version == 500
+
+
+@on_postgres
+def test_two_purgers_never_wait_for_each_other(make_store: Factory, clock: FakeClock) -> None:
+    store = make_store(clock=clock)
+    for i in range(5):
+        store.save_with_metadata({"i": i}, f"e{i}", ttl_seconds=10)
+    clock.advance(20)
+    with admin() as other, other.transaction():
+        # Another purger holds one expired state: this one skips it instead of waiting.
+        other.execute(f"SELECT 1 FROM \"{store.schema}\".states WHERE state_id = 'e0' FOR UPDATE")
+        started = time.monotonic()
+        assert store.purge_expired() == 4
+        assert time.monotonic() - started < 2
+    assert store.purge_expired() == 1
+    assert store.purge_expired() == 0
+
+
+@on_postgres
+def test_prefixes_with_like_wildcards_and_code_point_order(make_store: Factory) -> None:
+    store = make_store()
+    ids = ["a%b", "a_b", "a\\b", "ab", "aXb", "a%", "Z", "é", "z", "\U0001f600", "\uffff"]
+    store.save_many([{"state_id": sid, "state": {}} for sid in ids])
+    assert list(store.list_states()) == sorted(ids)
+    assert list(store.list_states(prefix="a%")) == ["a%", "a%b"]
+    assert list(store.list_states(prefix="a_")) == ["a_b"]
+    assert list(store.list_states(prefix="a\\")) == ["a\\b"]
+    assert list(store.list_states(prefix="\uffff")) == ["\uffff"]
+    page = store.page_states(prefix="a", order="-id", limit=3)
+    assert [s.state_id for s in page.items] == sorted(i for i in ids if i[0] == "a")[::-1][:3]
+
+
+@on_postgres
+def test_metadata_comes_back_as_the_same_json(make_store: Factory) -> None:
+    store = make_store()
+    meta = {"z": 1, "a": {"y": 2.5, "b": [1, "two", None]}, "": "empty key"}
+    store.save_with_metadata({"v": 1}, "s", metadata=meta)
+    loaded = store.load_with_metadata("s")
+    assert loaded is not None
+    assert loaded[1].metadata == meta
+    assert list(loaded[1].metadata) == list(meta)  # key order too: stored as text, not jsonb
+
+
+@on_postgres
+def test_describe_hides_the_password_and_stats_show_the_server(make_store: Factory) -> None:
+    store = make_store()
+    secret = PostgresStatePersistence(
+        POSTGRES_DSN.replace("postgres@", "postgres:s3cret@"), schema=store.schema
+    )
+    try:
+        assert "s3cret" not in secret.describe() and "s3cret" not in repr(secret)
+        assert secret.schema in secret.describe()
+    finally:
+        secret.close()
+    store.save_with_metadata({"v": 1}, "s")
+    info = store.get_stats()["postgres_info"]
+    assert info["server_version"] and info["database_size"] > 0
+    assert set(info["table_sizes"]) == {"states", "versions", "checkpoints"}
+    assert info["pool"]["pool_max"] == 10 and info["connections"] >= 1
+
+
+@on_postgres
+def test_a_closed_store_raises_backend_unavailable(make_store: Factory) -> None:
+    store: StatePersistence = make_store()
+    store.close()
+    with pytest.raises(BackendUnavailableError):
+        store.load_with_metadata("s")
