@@ -38,6 +38,7 @@ Trigger = Literal["schedule", "manual", "command"]
 TASKS: tuple[TaskName, ...] = ("purge_expired", "prune_versions")
 _RECORD_DELETE_CHUNK = 1000
 _RUNNING = WorkerRun.Outcome.RUNNING
+BROKER_TIMEOUT = 3.0  # seconds "Run now" waits for the broker
 
 
 class LockLost(Exception):
@@ -281,11 +282,15 @@ def request_run(user: Any, store: str, task: str) -> str:
 
     username = user.get_username() if getattr(user, "is_authenticated", False) else ""
     try:
-        result = app.send_task(
-            f"persistence.{task}",
-            kwargs={"store": store, "trigger": "manual", "requested_by": username},
-            retry=False,  # fail now with a message rather than hang the request
-        )
+        with app.connection_for_write() as connection:
+            # One attempt, no retries: the operator gets an answer now, not after backoffs.
+            connection.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT)
+            result = app.send_task(
+                f"persistence.{task}",
+                kwargs={"store": store, "trigger": "manual", "requested_by": username},
+                connection=connection,
+                retry=False,
+            )
     except Exception as exc:  # kombu raises OperationalError, OSError and friends
         raise BrokerUnavailable(f"could not queue {task} for {store!r}: {exc}") from exc
     return str(result.id)

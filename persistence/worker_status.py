@@ -85,7 +85,7 @@ def workers_online(app: Any, timeout: float) -> WorkersOnline:
     """Ask the workers over the broker who is there; never waits much more than ``timeout``."""
     try:
         with app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
+            conn.ensure_connection(max_retries=0, timeout=timeout)
             if "fanout" not in conn.transport.implements.exchange_type:
                 return WorkersOnline(False, "not available with this broker")
             replies = app.control.inspect(timeout=timeout, connection=conn).active() or {}

@@ -76,11 +76,10 @@ class CleanupCommand(BaseCommand):
         what = "expired states" if r.task == "purge_expired" else "old versions"
         if r.outcome == "ok":
             if verbosity >= 1:
+                batches = f"{r.batches} batch" + "es" * (r.batches != 1)
                 rest = " (time limit reached; the rest waits for the next run)" * r.more_left
                 self.stdout.write(
-                    self.style.SUCCESS(
-                        f"{r.store}: removed {r.removed} {what} in {r.batches} batches{rest}"
-                    )
+                    self.style.SUCCESS(f"{r.store}: removed {r.removed} {what} in {batches}{rest}")
                 )
         elif r.outcome == "busy":
             self.stdout.write(self.style.WARNING(f"{r.store}: skipped, {r.error}"))

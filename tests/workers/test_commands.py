@@ -1,0 +1,61 @@
+"""manage.py purge_expired / prune_versions: the same service, no broker, output for cron."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from persistence import StatePersistence
+from persistence.models import WorkerRun
+from tests.workers.test_cleanup import seed
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str, verbosity: int = 1) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=out, verbosity=verbosity)
+    return out.getvalue()
+
+
+def test_purge_command_prints_progress_and_summary(mem: StatePersistence, clock) -> None:
+    seed(mem, clock, expired=10, live=2)
+    output = run("purge_expired", "--store", "mem", "--limit", "4", verbosity=2)
+    assert output.splitlines() == [
+        "  mem: batch 1, 4 removed (4 so far)",
+        "  mem: batch 2, 4 removed (8 so far)",
+        "  mem: batch 3, 2 removed (10 so far)",
+        "mem: removed 10 expired states in 4 batches",
+    ]
+    assert run("purge_expired") == "mem: removed 0 expired states in 1 batch\n"
+    assert list(WorkerRun.objects.values_list("trigger", flat=True)) == ["command", "command"]
+
+
+def test_prune_command_takes_max_versions(mem: StatePersistence) -> None:
+    for n in range(6):
+        mem.save_with_metadata({"n": n}, "s")
+    output = run("prune_versions", "--max-versions", "2")
+    assert output == "mem: removed 4 old versions in 2 batches\n"
+    assert [m.version for m in mem.list_versions("s")] == [5, 6]
+
+
+def test_command_reports_busy_without_failing(mem: StatePersistence) -> None:
+    WorkerRun.objects.create(store="mem", task="purge_expired", trigger="schedule")
+    assert "mem: skipped, busy: run #" in run("purge_expired")
+
+
+def test_command_refuses_unknown_store_and_bad_limits(mem: StatePersistence) -> None:
+    with pytest.raises(CommandError, match="no store named nope"):
+        run("purge_expired", "--store", "nope")
+    with pytest.raises(CommandError, match="--limit"):
+        run("purge_expired", "--limit", "0")
+
+
+def test_command_fails_when_a_run_fails(settings: Any, tmp_path) -> None:
+    (tmp_path / "a-file").write_text("")
+    settings.STATEHUB_STORES = {"broken": f"sqlite:///{tmp_path}/a-file/x.db"}
+    with pytest.raises(CommandError, match="purge_expired failed on broken"):
+        run("purge_expired")

@@ -1,0 +1,97 @@
+"""The Workers page: runs, live polling only while something runs, Run now as a CSRF POST."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from persistence import cleanup
+from persistence.models import WorkerRun
+
+pytestmark = pytest.mark.django_db
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def client(mem: Any) -> Client:
+    user = get_user_model().objects.create_user("operator")
+    c = Client(enforce_csrf_checks=True, HTTP_HOST="localhost")
+    c.force_login(user)
+    return c
+
+
+@pytest.fixture
+def dead_broker() -> Any:
+    """Point the Celery app at a Redis port where nothing listens, for the test only."""
+    from statehub.celery import app
+
+    saved = app.conf.broker_url, app.conf.broker_transport_options
+    app.conf.broker_url, app.conf.broker_transport_options = "redis://127.0.0.1:1/0", {}
+    app._pool = None
+    app.amqp._producer_pool = None
+    yield app
+    app.conf.broker_url, app.conf.broker_transport_options = saved
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+def test_page_lists_stores_schedule_and_runs(client: Client) -> None:
+    cleanup.run_cleanup("mem", "purge_expired", trigger="schedule")
+    html = client.get("/workers/").content.decode()
+    assert "<h1>Workers</h1>" in html
+    assert html.count('name="store" value="mem"') == 2  # Run now for each task
+    assert "60 s" in html and "3600 s" in html
+    assert 'hx-trigger="every 2s"' not in html  # nothing running: no polling
+
+
+def test_runs_partial_polls_while_a_run_is_going_and_stops_after(client: Client) -> None:
+    running = WorkerRun.objects.create(store="mem", task="purge_expired", trigger="schedule")
+    polled = client.get("/workers/runs/", **HX).content.decode()
+    assert polled.lstrip().startswith('<section id="runs"')
+    assert 'hx-trigger="every 2s"' in polled and 'hx-push-url="false"' in polled
+
+    WorkerRun.objects.filter(pk=running.pk).update(outcome="ok", removed=12)
+    done = client.get("/workers/runs/", **HX).content.decode()
+    assert 'hx-trigger="every 2s"' not in done and ">12<" in done
+
+
+def test_get_never_runs_anything(client: Client) -> None:
+    assert client.get("/workers/run/").status_code == 405
+
+
+def test_run_now_needs_csrf(client: Client) -> None:
+    response = client.post("/workers/run/", {"store": "mem", "task": "purge_expired"})
+    assert response.status_code == 403
+
+
+def test_run_now_with_broker_down_shows_an_error(client: Client, dead_broker: Any) -> None:
+    client.get("/workers/")
+    token = client.cookies["csrftoken"].value
+    response = client.post(
+        "/workers/run/",
+        {"store": "mem", "task": "purge_expired"},
+        HTTP_X_CSRFTOKEN=token,
+        **HX,
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Could not queue the run, the broker is unreachable" in html
+    assert not WorkerRun.objects.exists()
+
+
+def test_run_now_refuses_an_unknown_store(client: Client) -> None:
+    client.get("/workers/")
+    token = client.cookies["csrftoken"].value
+    response = client.post(
+        "/workers/run/", {"store": "nope", "task": "purge_expired"}, HTTP_X_CSRFTOKEN=token
+    )
+    assert response.status_code == 302
+    assert "no store named" in client.get("/workers/").content.decode()
+
+
+def test_workers_online_says_when_the_broker_is_unreachable(client: Client, dead_broker) -> None:
+    html = client.get("/workers/online/", **HX).content.decode()
+    assert "broker unreachable" in html
