@@ -7,8 +7,10 @@ megabyte-sized states stays quick to compute and to render; the caps are reporte
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,6 +24,7 @@ MAX_CHANGES = 1000
 MAX_ROWS = 2000
 MAX_LINES = 60_000  # per side: beyond it a line diff is neither quick nor readable
 CONTEXT = 3
+SMALL_GAP = 300  # gaps between anchors up to this many lines get difflib's finer matching
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -140,13 +143,87 @@ def line_diff(
         return LineDiff([], False, True, len(left), len(right))
     rows: list[Row] = []
     truncated = False
-    matcher = difflib.SequenceMatcher(None, left, right, autojunk=len(left) > 2000)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in opcodes(left, right):
         rows.extend(_rows(tag, left, right, i1, i2, j1, j2, context))
         if len(rows) > max_rows:
             rows, truncated = rows[:max_rows], True
             break
     return LineDiff(rows, truncated, False, len(left), len(right))
+
+
+Opcode = tuple[str, int, int, int, int]
+
+
+def opcodes(a: list[str], b: list[str]) -> list[Opcode]:
+    """difflib-style opcodes, computed the patience way so big inputs stay fast.
+
+    Lines that occur exactly once on each side anchor the alignment (their longest increasing
+    run, O(n log n)); only the small gaps between anchors go through difflib, whose own
+    matching is quadratic on long runs of small edits. Sorted, indented JSON has mostly
+    unique lines, so this is nearly always exact.
+    """
+    count_a, count_b = Counter(a), Counter(b)
+    where_b = {line: j for j, line in enumerate(b) if count_b[line] == 1}
+    pairs = [
+        (i, where_b[line]) for i, line in enumerate(a) if count_a[line] == 1 and line in where_b
+    ]
+    anchors = _increasing(pairs)
+    out: list[Opcode] = []
+    i0 = j0 = 0
+    for i, j in [*anchors, (len(a), len(b))]:
+        out.extend(_gap(a, b, i0, i, j0, j))
+        if i < len(a):
+            out.append(("equal", i, i + 1, j, j + 1))
+        i0, j0 = i + 1, j + 1
+    return _merge(out)
+
+
+def _increasing(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The longest run of ``pairs`` (sorted by i) whose j also increases."""
+    tails: list[int] = []  # tails[k]: smallest j ending a run of length k+1
+    tail_at: list[int] = []  # index into pairs of that tail
+    back: list[int] = [-1] * len(pairs)
+    for n, (_, j) in enumerate(pairs):
+        k = bisect.bisect_left(tails, j)
+        if k == len(tails):
+            tails.append(j)
+            tail_at.append(n)
+        else:
+            tails[k], tail_at[k] = j, n
+        back[n] = tail_at[k - 1] if k else -1
+    run: list[tuple[int, int]] = []
+    n = tail_at[-1] if tail_at else -1
+    while n >= 0:
+        run.append(pairs[n])
+        n = back[n]
+    return run[::-1]
+
+
+def _gap(a: list[str], b: list[str], i1: int, i2: int, j1: int, j2: int) -> list[Opcode]:
+    if i1 == i2 and j1 == j2:
+        return []
+    if i1 == i2:
+        return [("insert", i1, i2, j1, j2)]
+    if j1 == j2:
+        return [("delete", i1, i2, j1, j2)]
+    if (i2 - i1) + (j2 - j1) > SMALL_GAP:
+        return [("replace", i1, i2, j1, j2)]
+    matcher = difflib.SequenceMatcher(None, a[i1:i2], b[j1:j2], autojunk=False)
+    return [
+        (tag, i1 + x1, i1 + x2, j1 + y1, j1 + y2) for tag, x1, x2, y1, y2 in matcher.get_opcodes()
+    ]
+
+
+def _merge(ops: list[Opcode]) -> list[Opcode]:
+    """Join neighbouring opcodes of the same kind (anchor lines come one at a time)."""
+    merged: list[Opcode] = []
+    for op in ops:
+        if merged and merged[-1][0] == op[0]:
+            tag, i1, _, j1, _ = merged[-1]
+            merged[-1] = (tag, i1, op[2], j1, op[4])
+        else:
+            merged.append(op)
+    return merged
 
 
 def _rows(

@@ -12,17 +12,24 @@ ORDERS = [
 ]
 
 
+class AnyTagsField(forms.MultipleChoiceField):
+    """Repeated ``tag`` parameters; any tag is valid (the store validates it)."""
+
+    def valid_value(self, value: str) -> bool:
+        return True
+
+
 class StateFilterForm(forms.Form):
     """The states page query: ``?q=prefix&tag=a&tag=b&match=any&order=-updated&cursor=…``."""
 
     q = forms.CharField(required=False, max_length=256, strip=False)
-    tag = forms.MultipleChoiceField(required=False)  # any tag: choices are not checked
+    tag = AnyTagsField(required=False)
     match = forms.ChoiceField(choices=[("any", "any"), ("all", "all")], required=False)
     order = forms.ChoiceField(choices=ORDERS, required=False)
     cursor = forms.CharField(required=False, max_length=4096)
 
     def clean_tag(self) -> list[str]:
-        tags = [t.strip() for t in self.data.getlist("tag") if t and t.strip()]
+        tags = [t.strip() for t in self.cleaned_data.get("tag") or [] if t and t.strip()]
         return list(dict.fromkeys(tags))[:64]
 
     def clean_q(self) -> str:

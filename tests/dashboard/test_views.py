@@ -1,0 +1,490 @@
+"""Every dashboard page and partial on the in-memory store (the test double; no mocks)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from persistence import StatePersistence
+from tests.dashboard.conftest import htmx
+
+pytestmark = pytest.mark.django_db
+
+
+def url(name: str, *args: Any) -> str:
+    return reverse(f"persistence:{name}", args=["default", *args])
+
+
+def seed(store: StatePersistence) -> None:
+    store.save_with_metadata({"step": 1, "msg": "hi"}, "run-1", tags=["agent", "vip"])
+    store.save_with_metadata({"step": 2, "msg": "hi", "extra": [1]}, "run-1")
+    store.save_with_metadata({"step": 3, "msg": "bye", "extra": [1, 2]}, "run-1")
+    store.save_with_metadata({"n": 1}, "run-2", tags=["agent"], ttl_seconds=600)
+    store.save_with_metadata({"n": 1}, "session-1", tags=["session"])
+
+
+def corrupt(store: StatePersistence, state_id: str, version: int) -> None:
+    versions = store._states[state_id].versions  # type: ignore[attr-defined]
+    versions[version] = replace(versions[version], frame=b"garbage")
+
+
+def snapshot(store: StatePersistence) -> list[Any]:
+    return [
+        (s.state_id, s.latest_version, s.version_count) for s in store.page_states(limit=1000).items
+    ]
+
+
+# ---------------------------------------------------------------- login and layout
+
+
+def test_every_page_requires_login(store: StatePersistence) -> None:
+    seed(store)
+    for path in ("/", url("states"), url("state", "run-1"), url("stats"), url("tags")):
+        response = Client().get(path)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+def test_login_page_is_styled_and_logs_in(store: StatePersistence, user: Any) -> None:
+    page = Client().get(reverse("login"))
+    assert page.status_code == 200
+    assert b'class="card login"' in page.content and b"app.css" in page.content
+    response = Client().post(reverse("login"), {"username": "ops", "password": "pw-123-secret"})
+    assert response.status_code == 302
+
+
+def test_home_redirects_to_the_default_store(client: Client, store: StatePersistence) -> None:
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == url("states")
+
+
+def test_layout_has_csrf_header_htmx_and_no_inline_script(
+    client: Client, store: StatePersistence
+) -> None:
+    html = client.get(url("states")).content.decode()
+    assert 'hx-headers=\'{"X-CSRFToken": "' in html
+    assert "htmx-2.min.js" in html and "statehub/app.js" in html
+    assert "<script>" not in html and " onclick=" not in html
+    assert reverse("persistence:workers") in html
+
+
+# ---------------------------------------------------------------- states
+
+
+def test_empty_store(client: Client, store: StatePersistence) -> None:
+    response = client.get(url("states"))
+    assert response.status_code == 200
+    assert b"This store is empty" in response.content
+
+
+def test_states_lists_rows_with_columns(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    html = client.get(url("states")).content.decode()
+    for sid in ("run-1", "run-2", "session-1"):
+        assert sid in html
+    assert "v3" in html and "vip" in html
+    assert "10m" in html or "9m 59s" in html  # TTL remaining of run-2
+
+
+def test_prefix_search(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    html = client.get(url("states"), {"q": "run"}).content.decode()
+    assert "run-1" in html and "run-2" in html and "session-1" not in html
+
+
+@pytest.mark.parametrize(
+    ("tags", "match", "expected"),
+    [
+        (["vip"], "any", {"run-1"}),
+        (["agent"], "any", {"run-1", "run-2"}),
+        (["vip", "session"], "any", {"run-1", "session-1"}),
+        (["agent", "vip"], "all", {"run-1"}),
+        (["vip", "session"], "all", set()),
+    ],
+)
+def test_tag_filter(
+    client: Client, store: StatePersistence, tags: list[str], match: str, expected: set[str]
+) -> None:
+    seed(store)
+    response = client.get(url("states"), {"tag": tags, "match": match}, headers=htmx("rows"))
+    shown = {s for s in ("run-1", "run-2", "session-1") if f">{s}</a>" in response.content.decode()}
+    assert shown == expected
+
+
+def test_sort_orders(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    html = client.get(url("states"), {"order": "-id"}).content.decode()
+    assert html.index(">session-1<") < html.index(">run-2<") < html.index(">run-1<")
+    html = client.get(url("states"), {"order": "id"}).content.decode()
+    assert html.index(">run-1<") < html.index(">run-2<") < html.index(">session-1<")
+
+
+def test_rows_partial_for_htmx(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    response = client.get(url("states"), {"q": "run"}, headers=htmx("rows"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="rows"') and "<html" not in html
+    assert 'id="filters"' not in html
+    assert "HX-Request" in response["Vary"]
+
+
+def test_content_partial_for_htmx_navigation(client: Client, store: StatePersistence) -> None:
+    html = client.get(url("states"), headers=htmx("main")).content.decode()
+    assert 'id="filters"' in html and "<html" not in html
+
+
+def test_history_restore_gets_the_full_page(client: Client, store: StatePersistence) -> None:
+    headers = {**htmx("main"), "HX-History-Restore-Request": "true"}
+    assert b"<html" in client.get(url("states"), headers=headers).content
+
+
+def test_cursor_paging(client: Client, store: StatePersistence) -> None:
+    store.save_many([{"state_id": f"s{i:03}", "state": {"i": i}} for i in range(60)])
+    first = client.get(url("states"), {"order": "id"})
+    page = first.context["page"]
+    assert len(page.items) == 50 and page.next_cursor
+    assert "Next page" in first.content.decode()
+    second = client.get(url("states"), {"order": "id", "cursor": page.next_cursor})
+    ids = [r.summary.state_id for r in second.context["page"].items]
+    assert ids == [f"s{i:03}" for i in range(50, 60)]
+    assert second.context["page"].next_cursor is None
+
+
+def test_bad_cursor_is_a_message_not_an_error(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    response = client.get(url("states"), {"cursor": "not-a-cursor"})
+    assert response.status_code == 200
+    assert b"Bad filter" in response.content and b"run-1" in response.content
+
+
+# ---------------------------------------------------------------- state detail
+
+
+def test_state_page_shows_metadata_tree_and_timeline(
+    client: Client, store: StatePersistence
+) -> None:
+    seed(store)
+    html = client.get(url("state", "run-1")).content.decode()
+    assert "✓ verified" in html
+    assert store.list_versions("run-1")[-1].checksum in html
+    assert 'class="j-key"' in html and "&quot;bye&quot;" in html
+    assert 'id="timeline"' in html and html.count("data-row") >= 3
+    assert url("download", "run-1") in html
+
+
+def test_state_at_an_older_version(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    html = client.get(url("state", "run-1"), {"v": 1}).content.decode()
+    assert "older version" in html and "Roll back to v1" in html
+
+
+def test_timeline_partial_and_paging(client: Client, configure: Any) -> None:
+    store = configure(max_versions=None)
+    for i in range(25):
+        store.save_with_metadata({"i": i}, "long")
+    response = client.get(url("state", "long"), {"page": 2}, headers=htmx("timeline"))
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="timeline"')
+    assert "page 2 of 2" in html and ">v5</a>" in html and ">v6</a>" not in html
+
+
+def test_state_ids_with_slashes_and_odd_characters(client: Client, store: StatePersistence) -> None:
+    sid = "tenant/a b?c#d"
+    store.save_with_metadata({"x": 1}, sid)
+    response = client.get(url("state", sid))
+    assert response.status_code == 200 and response.context["view"].state_id == sid
+
+
+def test_missing_state_is_a_404_page(client: Client, store: StatePersistence) -> None:
+    response = client.get(url("state", "nope"))
+    assert response.status_code == 404
+    assert b"does not exist" in response.content and b"<html" in response.content
+
+
+def test_missing_version_is_a_404(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    assert client.get(url("state", "run-1"), {"v": 99}).status_code == 404
+
+
+def test_expired_state_is_a_404(client: Client, configure: Any, clock: Any) -> None:
+    store = configure(clock=clock)
+    store.save_with_metadata({"a": 1}, "short", ttl_seconds=60)
+    assert client.get(url("state", "short")).status_code == 200
+    clock.advance(61)
+    assert client.get(url("state", "short")).status_code == 404
+    assert b">short<" not in client.get(url("states")).content
+
+
+def test_corrupt_version_shown_as_corrupt_never_as_data(
+    client: Client, store: StatePersistence
+) -> None:
+    store.save_with_metadata({"secret_marker": 1}, "bad", tags=["t1"])
+    corrupt(store, "bad", 1)
+    response = client.get(url("state", "bad"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "failed its integrity check" in html and "✗ failed" in html
+    assert "secret_marker" not in html
+    assert store.list_versions("bad")[0].checksum in html  # raw metadata still shown
+    assert client.get(url("download", "bad")).status_code == 409
+
+
+def test_download_is_a_json_attachment(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    response = client.get(url("download", "run-1"), {"v": 2})
+    assert response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"] == 'attachment; filename="run-1.v2.json"'
+    assert response.json() == {"step": 2, "msg": "hi", "extra": [1]}
+    assert client.get(url("download", "nope")).status_code == 404
+
+
+def test_large_state_is_shown_as_capped_text(client: Client, store: StatePersistence) -> None:
+    store.save_with_metadata({"rows": ["x" * 100 for _ in range(8000)]}, "big")
+    html = client.get(url("state", "big")).content.decode()
+    assert 'class="code json-text"' in html and "data-jtree" not in html
+
+
+def test_content_is_escaped(client: Client, store: StatePersistence) -> None:
+    evil = "<script>alert(1)</script>"
+    store.save_with_metadata({evil: evil}, f"x{evil}", tags=[evil], metadata={"m": evil})
+    for path in (url("states"), url("state", f"x{evil}"), url("tags")):
+        html = client.get(path).content.decode()
+        assert evil not in html, path
+        assert "&lt;script&gt;" in html
+
+
+# ---------------------------------------------------------------- diff
+
+
+def test_diff_defaults_to_latest_against_previous(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    response = client.get(url("diff", "run-1"))
+    html = response.content.decode()
+    assert response.context["a"] == 2 and response.context["b"] == 3
+    assert "$.msg" in html and "$.extra[1]" in html
+    assert 'class="sbs mono"' in html
+
+
+def test_diff_of_chosen_versions_is_cached(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    first = client.get(url("diff", "run-1"), {"a": 1, "b": 3})
+    assert not first.context["diff"].cached
+    assert {c.path for c in first.context["diff"].changes} >= {"$.step", "$.extra"}
+    second = client.get(url("diff", "run-1"), {"a": 1, "b": 3})
+    assert second.context["diff"].cached
+
+
+def test_diff_with_a_corrupt_version(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    corrupt(store, "run-1", 2)
+    response = client.get(url("diff", "run-1"), {"a": 1, "b": 2})
+    assert response.status_code == 200 and b"a version is corrupt" in response.content
+
+
+def test_diff_of_unknown_versions_is_404(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    assert client.get(url("diff", "run-1"), {"a": 1, "b": 42}).status_code == 404
+    assert client.get(url("diff", "nope")).status_code == 404
+
+
+def test_diff_of_a_big_state_is_capped(client: Client, store: StatePersistence) -> None:
+    base = {f"k{i:05}": "v" * 60 for i in range(12000)}  # ~1 MB as JSON
+    store.save_with_metadata(base, "huge")
+    store.save_with_metadata(
+        {f"k{i:05}": ("w" if i % 5 == 0 else "v") * 60 for i in range(12000)}, "huge"
+    )
+    response = client.get(url("diff", "huge"))
+    result = response.context["diff"]
+    assert result.changes_truncated and len(result.changes) == 1000
+    assert result.lines.truncated
+    assert b"there are more" in response.content
+
+
+# ---------------------------------------------------------------- rollback and deletes
+
+
+def test_rollback_confirmation_shows_diff_and_changes_nothing(
+    client: Client, store: StatePersistence
+) -> None:
+    seed(store)
+    response = client.get(url("rollback", "run-1"), {"to": 1})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Roll back to v1" in html and "$.msg" in html and 'name="reason"' in html
+    assert len(store.list_versions("run-1")) == 3
+
+
+def test_rollback_writes_a_new_version(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    response = client.post(url("rollback", "run-1"), {"version": 1, "reason": "bad deploy"})
+    assert response.status_code == 302 and response["Location"] == url("state", "run-1")
+    state, meta = store.load_with_metadata("run-1")  # type: ignore[misc]
+    assert meta.version == 4 and state == {"step": 1, "msg": "hi"}
+    assert meta.metadata["reason"] == "bad deploy" and meta.metadata["by"] == "ops"
+    assert meta.metadata["statehub.rollback_of"] == 1
+    page = client.get(response["Location"]).content.decode()
+    assert "Rolled back to version 1" in page and "rollback of v1" in page
+
+
+def test_rollback_over_htmx_redirects_the_page(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    response = client.post(url("rollback", "run-1"), {"version": 2}, headers=htmx())
+    assert response.status_code == 200 and response["HX-Redirect"] == url("state", "run-1")
+
+
+def test_rollback_to_a_missing_version_is_404(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    assert client.get(url("rollback", "run-1"), {"to": 9}).status_code == 404
+    assert client.post(url("rollback", "nope"), {"version": 1}).status_code == 404
+
+
+def test_delete_version(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    confirm = client.get(url("delete_version", "run-1"), {"v": 2})
+    assert confirm.status_code == 200 and b"Delete v2" in confirm.content
+    assert len(store.list_versions("run-1")) == 3
+    response = client.post(url("delete_version", "run-1"), {"version": 2})
+    assert response.status_code == 302 and response["Location"] == url("state", "run-1")
+    assert [v.version for v in store.list_versions("run-1")] == [1, 3]
+
+
+def test_deleting_the_last_version_deletes_the_state(
+    client: Client, store: StatePersistence
+) -> None:
+    seed(store)
+    confirm = client.get(url("delete_version", "run-2"), {"v": 1})
+    assert b"only" in confirm.content
+    response = client.post(url("delete_version", "run-2"), {"version": 1})
+    assert response["Location"] == url("states")
+    assert store.load_with_metadata("run-2") is None
+
+
+def test_delete_state(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    assert client.get(url("delete_state", "run-1")).status_code == 200
+    assert store.load_with_metadata("run-1") is not None
+    response = client.post(url("delete_state", "run-1"), {"reason": "cleanup"})
+    assert response.status_code == 302 and response["Location"] == url("states")
+    assert store.load_with_metadata("run-1") is None
+    assert b"Deleted state" in client.get(url("states")).content
+
+
+def test_post_without_csrf_is_refused(store: StatePersistence, user: Any) -> None:
+    seed(store)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    before = snapshot(store)
+    assert strict.post(url("rollback", "run-1"), {"version": 1}).status_code == 403
+    assert strict.post(url("delete_version", "run-1"), {"version": 1}).status_code == 403
+    assert strict.post(url("delete_state", "run-1")).status_code == 403
+    assert snapshot(store) == before
+
+
+def test_get_never_mutates(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    cid = store.create_checkpoint("run-1", {"c": 1})
+    before = snapshot(store)
+    for path, query in [
+        (url("states"), {}),
+        (url("state", "run-1"), {"v": 1}),
+        (url("diff", "run-1"), {"a": 1, "b": 3}),
+        (url("rollback", "run-1"), {"to": 1, "version": 1}),
+        (url("delete_version", "run-1"), {"v": 1, "version": 1}),
+        (url("delete_state", "run-1"), {}),
+        (url("download", "run-1"), {}),
+        (url("tags"), {}),
+        (url("stats"), {}),
+        (url("checkpoints", "run-1"), {}),
+        (url("checkpoint", cid), {}),
+    ]:
+        assert client.get(path, query).status_code == 200, path
+    assert snapshot(store) == before
+    assert len(store.list_checkpoints("run-1")) == 1
+
+
+def test_other_methods_are_refused(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    assert client.post(url("state", "run-1")).status_code == 405
+    assert client.delete(url("delete_state", "run-1")).status_code == 405
+
+
+# ---------------------------------------------------------------- tags, checkpoints, stats
+
+
+def test_tags_page_counts_and_links(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    response = client.get(url("tags"))
+    assert response.context["tags"][0][:2] == ("agent", 2)
+    assert f"{url('states')}?tag=vip".encode() in response.content
+
+
+def test_tags_page_empty(client: Client, store: StatePersistence) -> None:
+    assert b"No tags yet" in client.get(url("tags")).content
+
+
+def test_checkpoints(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    cid = store.create_checkpoint("run-1", {"phase": "planning"}, {"label": "before tools"})
+    html = client.get(url("checkpoints", "run-1")).content.decode()
+    assert cid[:12] in html and "before tools" in html and "planning" in html
+    detail = client.get(url("checkpoint", cid)).content.decode()
+    assert "planning" in detail and cid in detail
+    assert client.get(url("checkpoint", "0" * 32)).status_code == 404
+    assert b"no checkpoints" in client.get(url("checkpoints", "run-2")).content
+
+
+def test_stats_page(client: Client, store: StatePersistence) -> None:
+    seed(store)
+    response = client.get(url("stats"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert response.context["sample"].sampled == 3 and response.context["sample"].complete
+    assert "all 3 states" in html and "memory_info" in html and ">save<" in html
+    assert "hbar-fill" in html
+
+
+def test_stats_sample_is_bounded(store: StatePersistence) -> None:
+    from persistence import selectors
+
+    store.save_many([{"state_id": f"s{i}", "state": {}} for i in range(30)])
+    sample = selectors.sample_states(store, limit=10)
+    assert sample.sampled == 10 and not sample.complete
+
+
+def test_stats_on_empty_store(client: Client, store: StatePersistence) -> None:
+    assert client.get(url("stats")).status_code == 200
+
+
+# ---------------------------------------------------------------- stores
+
+
+def test_store_down_shows_a_banner(client: Client, configure: Any) -> None:
+    configure({"down": "redis://127.0.0.1:1/0"})
+    for path in (
+        reverse("persistence:states", args=["down"]),
+        reverse("persistence:state", args=["down", "x"]),
+    ):
+        response = client.get(path)
+        assert response.status_code == 503
+        assert b"is unavailable" in response.content and b"<html" in response.content
+    partial = client.get(reverse("persistence:states", args=["down"]), headers=htmx())
+    assert partial.status_code == 503 and partial["X-Statehub-Message"]
+
+
+def test_unknown_store_is_404(client: Client, store: StatePersistence) -> None:
+    assert client.get(reverse("persistence:states", args=["nope"])).status_code == 404
+
+
+def test_store_switcher_with_several_stores(client: Client, configure: Any) -> None:
+    configure({"other": "memory://dash-other"})
+    html = client.get(url("states")).content.decode()
+    assert "store-switch" in html and reverse("persistence:states", args=["other"]) in html
+
+
+def test_no_switcher_with_one_store(client: Client, store: StatePersistence) -> None:
+    assert b"store-switch" not in client.get(url("states")).content
