@@ -13,15 +13,27 @@ for i = 1, n do  -- plan: read each state once, decide every version number, wri
   if not st then
     local f = redis.call('HMGET', h, 'last', 'exp', 'cur')
     if f[3] and live(f[2]) then
-      st = {live = true, last = f[1], cur = f[3], exp = f[2] or '', wids = {}}
+      st = {live = true, last = f[1], cur = f[3], exp = f[2] or ''}
     else
-      st = {live = false, last = '0', cur = false, exp = '', wids = {}}
+      st = {live = false, last = '0', cur = false, exp = ''}
     end
+    -- Earlier writes of this batch may prune versions a write id points at: `maxdrop` is
+    -- how far pruning has eaten into the versions stored before the batch (negative: none).
+    st.wids, st.writes, st.maxdrop = {}, 0, -math.huge
     states[sid] = st
   end
   local dup = false
   if wid ~= '' then
-    dup = st.wids[wid] or (st.live and redis.call('HGET', h, 'w:' .. wid))
+    local mine = st.wids[wid]
+    if mine then
+      if mine[1] >= st.maxdrop then dup = mine[2] end
+    elseif st.live then
+      dup = redis.call('HGET', h, 'w:' .. wid)
+      if dup and st.writes > 0 then
+        local z = KEYS[2 * i]
+        if redis.call('ZRANK', z, dup) - redis.call('ZCARD', z) < st.maxdrop then dup = false end
+      end
+    end
   end
   if dup then
     plan[i] = {dup = dup}
@@ -35,7 +47,10 @@ for i = 1, n do  -- plan: read each state once, decide every version number, wri
       tags = st.tags or (st.cur and redis.call('HGET', h, 't' .. st.cur)) or ''
     end
     st.last, st.cur, st.tags = v, v, tags
-    if wid ~= '' then st.wids[wid] = v end
+    if wid ~= '' then st.wids[wid] = {st.writes, v} end
+    st.writes = st.writes + 1
+    local keep = tonumber(ARGV[a + 3])
+    if keep > 0 then st.maxdrop = math.max(st.maxdrop, st.writes - keep) end
     plan[i] = {v = v, tags = tags}
   end
 end

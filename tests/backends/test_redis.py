@@ -1,0 +1,401 @@
+"""Redis-only properties: round trips, cluster slots, native TTL, connection failures, restarts.
+
+Everything runs against real servers: the shared one (REDIS_URL, each test in its own
+namespace) or a throwaway ``redis-server`` a ``faults`` test starts and kills itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from persistence import BackendUnavailableError, OutcomeUnknownError, connect
+from persistence.backends.redis import RedisStatePersistence, _redact
+from tests.conftest import REDIS_URL, FakeClock, drop_store
+
+HOSTILE_IDS = ["plain", "{}", "}{", "a{b}c", "{x", "y}", "{{z}}", "a:b:{c}", "é {🚀}"]
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    ns = f"t{uuid.uuid4().hex[:12]}"
+    yield ns
+    drop_store("redis", ns)
+
+
+@pytest.fixture
+def raw() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.skip(f"redis server not reachable: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def open_redis(namespace: str, raw: redis.Redis) -> Iterator[Callable[..., RedisStatePersistence]]:
+    opened: list[RedisStatePersistence] = []
+
+    def factory(**options: Any) -> RedisStatePersistence:
+        store = RedisStatePersistence(REDIS_URL, namespace=namespace, **options)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+def state_keys(raw: redis.Redis, namespace: str) -> dict[str, list[bytes]]:
+    """Every per-state key of a namespace, grouped by state id (global indexes left out)."""
+    grouped: dict[str, list[bytes]] = {}
+    for key in raw.scan_iter(match=f"{namespace}:*", count=1000):
+        if key.startswith(f"{namespace}:{{_}}:".encode()):
+            continue
+        kind_and_id = key.split(b"}:", 1)[1]
+        grouped.setdefault(kind_and_id[2:].decode(), []).append(key)
+    return grouped
+
+
+# ---------------------------------------------------------------- one round trip
+
+
+def commands_of(raw: redis.Redis, client_name: str, action: Callable[[], object]) -> list[str]:
+    """The commands one named client sends while ``action`` runs, seen through MONITOR.
+
+    Filtering on the client's address keeps other tests' traffic out; a marker sent last by
+    another connection tells when everything the action did has been seen."""
+    line = next(c for c in raw.client_list() if c["name"] == client_name)
+    host, port = line["addr"].rsplit(":", 1)
+    marker = f"end-{uuid.uuid4().hex}"
+    seen: list[str] = []
+    with raw.monitor() as monitor:
+        action()
+        raw.echo(marker)
+        while True:
+            entry = monitor.next_command()
+            if marker in entry["command"]:
+                return seen
+            if (entry["client_address"], entry["client_port"]) == (host, port):
+                seen.append(entry["command"].split(" ", 1)[0].upper())
+
+
+def test_save_and_load_are_one_round_trip_each(open_redis, raw: redis.Redis) -> None:
+    name = f"rt-{uuid.uuid4().hex[:8]}"
+    store = open_redis(redis_options={"client_name": name, "max_connections": 1})
+    store.save_with_metadata({"warm": True}, "warm-up")  # connects and loads the scripts
+    state = {"messages": [{"role": "user", "text": "hi" * 50}] * 5}
+    saved = commands_of(
+        raw, name, lambda: store.save_with_metadata(state, "s", tags=["a", "b"], ttl_seconds=60)
+    )
+    loaded = commands_of(raw, name, lambda: store.load_with_metadata("s"))
+    many = commands_of(raw, name, lambda: store.load_many(["s", "warm-up", "missing"]))
+    batch = commands_of(
+        raw,
+        name,
+        lambda: store.save_many(
+            [{"state_id": f"b{i}", "state": state, "tags": ["x"]} for i in range(20)]
+        ),
+    )
+    page = commands_of(raw, name, lambda: store.page_states(tags=["x"], order="-updated"))
+    search = commands_of(raw, name, lambda: store.search_by_tags(["a", "b"]))
+    assert saved == loaded == many == batch == page == search == ["EVALSHA"]
+
+
+# ---------------------------------------------------------------- layout
+
+
+def test_every_key_of_a_state_is_in_one_cluster_slot(open_redis, raw, namespace) -> None:
+    store = open_redis(max_versions=3)
+    for sid in HOSTILE_IDS:
+        for n in range(4):
+            store.save_with_metadata({"n": n}, sid, tags=["{t}"], ttl_seconds=600, write_id=f"w{n}")
+        store.create_checkpoint(sid, {"c": 1})
+    grouped = state_keys(raw, namespace)
+    assert set(grouped) == set(HOSTILE_IDS)
+    for sid, keys in grouped.items():
+        assert len(keys) == 3, (sid, keys)  # the state hash, its versions, its checkpoints
+        assert len({key_slot(k) for k in keys}) == 1, sid
+    globals_ = list(raw.scan_iter(match=f"{namespace}:{{_}}:*"))
+    assert len({key_slot(k) for k in globals_}) == 1  # the indexes can be used together
+
+
+def test_native_ttl_is_set_on_every_key_of_a_state(open_redis, raw, namespace) -> None:
+    store = open_redis()  # the real clock
+    for sid in HOSTILE_IDS:
+        store.save_with_metadata({"v": 1}, sid, ttl_seconds=60)
+        store.save_with_metadata({"v": 2}, sid, ttl_seconds=60)
+    for sid, keys in state_keys(raw, namespace).items():
+        for key in keys:
+            assert 55_000 < raw.pttl(key) <= 60_000, (sid, key)
+    store.save_with_metadata({"v": 3}, "plain")  # no TTL any more: the keys persist
+    assert all(raw.pttl(k) == -1 for k in state_keys(raw, namespace)["plain"])
+
+
+@pytest.mark.parametrize("start", [1_000_000_000.0, 4_000_000_000.0])
+def test_a_store_clock_far_from_the_servers_never_loses_live_data(
+    open_redis, raw, namespace, start: float
+) -> None:
+    # In the past, expires_at is already behind the server's clock; in the future it is far
+    # ahead. Either way Redis keeps the keys at least the TTL, and the store clock decides.
+    clock = FakeClock(start)
+    store = open_redis(clock=clock)
+    store.save_with_metadata({"v": 1}, "s", ttl_seconds=30)
+    keys = state_keys(raw, namespace)["s"]
+    assert all(raw.pttl(k) >= 29_000 for k in keys)
+    assert store.load_with_metadata("s") is not None
+    clock.advance(31)
+    assert store.load_with_metadata("s") is None
+
+
+def test_purge_cleans_indexes_of_states_redis_already_expired(open_redis, raw, namespace):
+    clock = FakeClock(1_000_000_000.0)  # expires_at lies behind the server's clock
+    store = open_redis(clock=clock)
+    store.save_with_metadata({"v": 1}, "gone", tags=["t"], ttl_seconds=60)
+    store.save_with_metadata({"v": 1}, "kept", tags=["t"])
+    assert store.purge_expired() == 0  # still live on the store clock and in Redis
+    raw.delete(*state_keys(raw, namespace)["gone"])  # what Redis does when the TTL runs out
+    assert store.purge_expired() == 1
+    assert store.list_tags() == [("t", 1)]
+    stats = store.get_stats()
+    assert (stats["total_states"], stats["total_versions"]) == (1, 1)
+    assert raw.zcard(f"{namespace}:{{_}}:ids") == 1
+    assert store.purge_expired() == 0
+
+
+def test_counts_are_kept_by_the_scripts_and_exact_after_purge(open_redis) -> None:
+    clock = FakeClock()
+    store = open_redis(clock=clock, max_versions=2)
+    for i in range(5):
+        store.save_with_metadata({"i": i, "pad": "x" * 300}, f"s{i}", ttl_seconds=10 + i)
+        store.save_with_metadata({"i": i}, f"s{i}")
+        store.save_with_metadata({"i": i}, f"s{i}", ttl_seconds=10 + i)
+    store.create_checkpoint("s0", {"c": 1})
+    stats = store.get_stats()
+    assert (stats["total_states"], stats["total_versions"], stats["total_checkpoints"]) == (
+        5,
+        10,
+        1,
+    )
+    clock.advance(11.5)  # s0 and s1 expire
+    stats = store.get_stats()
+    assert (stats["total_states"], stats["total_versions"]) == (3, 6)
+    assert store.purge_expired() == 2
+    after = store.get_stats()
+    assert (after["total_states"], after["total_versions"]) == (3, 6)
+    assert after["stored_bytes"] == stats["stored_bytes"]
+
+
+# ---------------------------------------------------------------- connection and options
+
+
+def test_an_unreachable_server_raises_backend_unavailable_at_construction() -> None:
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError) as info:
+        RedisStatePersistence("redis://127.0.0.1:1/0", {"socket_connect_timeout": 2})
+    assert isinstance(info.value, ConnectionError)
+    assert isinstance(info.value.__cause__, redis.ConnectionError)
+    with pytest.raises(ConnectionError):  # the seed's fallback example catches this
+        connect("redis://127.0.0.1:1/0")
+    assert time.monotonic() - started < 5
+
+
+def test_redis_options_reach_the_pool_and_replies_stay_bytes(open_redis) -> None:
+    store = open_redis(
+        redis_options={
+            "max_connections": 3,
+            "socket_timeout": 2.5,
+            "socket_connect_timeout": 1.5,
+            "retry_on_timeout": True,
+            "socket_keepalive": True,
+            "decode_responses": True,
+        }
+    )
+    pool = store._pool
+    assert pool.max_connections == 3
+    kwargs = pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2.5, 1.5)
+    assert kwargs["socket_keepalive"] is True and kwargs["retry_on_timeout"] is True
+    assert kwargs["decode_responses"] is False  # frames are bytes, whatever was asked
+    big = {"blob": "é" * 5000}
+    store.save_with_metadata(big, "s")
+    loaded = store.load_with_metadata("s")
+    assert loaded is not None and loaded[0] == big
+
+
+def test_describe_never_shows_the_password(namespace: str) -> None:
+    with pytest.raises(BackendUnavailableError) as info:
+        RedisStatePersistence(
+            "redis://user:s3cret@127.0.0.1:1/2?password=s3cret", namespace=namespace
+        )
+    assert "s3cret" not in str(info.value)
+    assert _redact("rediss://:pw@host:6380/1?password=pw&ssl_cert_reqs=none") == (
+        "rediss://host:6380/1?ssl_cert_reqs=none"
+    )
+    assert _redact("redis://user:pw@h/0") == "redis://user@h/0"
+
+
+def test_a_bad_namespace_is_refused(raw) -> None:
+    for bad in ("", "a{b}", "ns*", "a\nb"):
+        with pytest.raises(ValueError, match="namespace"):
+            RedisStatePersistence(REDIS_URL, namespace=bad)
+
+
+# ---------------------------------------------------------------- throwaway servers
+
+
+class Server:
+    """A throwaway redis-server this test owns: started, killed and restarted by pid."""
+
+    def __init__(self, workdir: Path, *extra: str) -> None:
+        self.workdir, self.extra = workdir, extra
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
+                *self.extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        password = dict(zip(self.extra[::2], self.extra[1::2], strict=True)).get("--requirepass")
+        client = redis.Redis(port=self.port, password=password, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    started: list[Server] = []
+
+    def start(*extra: str) -> Server:
+        srv = Server(tmp_path, *extra)
+        srv.start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.kill()
+
+
+@pytest.mark.faults
+def test_a_restarted_server_is_used_again_and_scripts_reload(server) -> None:
+    srv = server()
+    with RedisStatePersistence(srv.url, {"socket_timeout": 2}) as store:
+        assert store.save_with_metadata({"v": 1}, "s").version == 1
+        srv.kill()
+        with pytest.raises(BackendUnavailableError) as info:
+            store.load_with_metadata("s")
+        assert not isinstance(info.value, OutcomeUnknownError)
+        with pytest.raises(BackendUnavailableError) as info:
+            store.save_with_metadata({"v": 2}, "s")
+        assert not isinstance(info.value, OutcomeUnknownError)  # never sent: nothing to doubt
+        srv.start()  # same port, empty: no data and no cached scripts (NOSCRIPT)
+        assert store.load_with_metadata("s") is None
+        assert store.save_with_metadata({"v": 3}, "s").version == 1
+        loaded = store.load_with_metadata("s")
+        assert loaded is not None and loaded[0] == {"v": 3}
+
+
+@pytest.mark.faults
+def test_a_write_whose_reply_is_lost_raises_outcome_unknown(server) -> None:
+    srv = server("--enable-debug-command", "yes")
+    admin = redis.Redis(port=srv.port)
+
+    def stall(seconds: float) -> threading.Thread:
+        # DEBUG SLEEP blocks the whole server: commands sent meanwhile run when it wakes up,
+        # long after the client gave up waiting for their replies.
+        thread = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", seconds))
+        thread.start()
+        time.sleep(0.1)
+        return thread
+
+    with RedisStatePersistence(srv.url, {"socket_timeout": 0.3}) as store:
+        store.save_with_metadata({"warm": 1}, "warm")
+        sleeper = stall(0.8)
+        with pytest.raises(OutcomeUnknownError):
+            store.save_with_metadata({"v": 1}, "s", write_id="req-1")
+        sleeper.join()
+        loaded = store.load_with_metadata("s")  # the write did happen after all
+        assert loaded is not None and loaded[1].write_id == "req-1"
+        # A retry with the same write_id returns the first attempt's version, not a second.
+        assert store.save_with_metadata({"v": 1}, "s", write_id="req-1").version == 1
+        assert [m.version for m in store.list_versions("s")] == [1]
+        sleeper = stall(0.8)
+        with pytest.raises(BackendUnavailableError) as info:  # a read: nothing to doubt
+            store.load_with_metadata("s")
+        assert not isinstance(info.value, OutcomeUnknownError)
+        sleeper.join()
+    admin.close()
+
+
+@pytest.mark.faults
+def test_a_password_in_the_url_works_and_is_never_shown(server) -> None:
+    srv = server("--requirepass", "s3cret")
+    url = f"redis://:s3cret@127.0.0.1:{srv.port}/0"
+    with connect(url) as store:
+        assert store.save_with_metadata({"v": 1}, "s").version == 1
+        assert "s3cret" not in store.describe() and "s3cret" not in repr(store)
+        assert store.describe() == f"redis://127.0.0.1:{srv.port}/0"
+    with pytest.raises(BackendUnavailableError):
+        RedisStatePersistence(f"redis://:wrong@127.0.0.1:{srv.port}/0")
+
+
+@pytest.mark.faults
+def test_rediss_against_a_plain_server_is_unavailable_not_a_crash(server) -> None:
+    srv = server()
+    with pytest.raises(BackendUnavailableError):
+        RedisStatePersistence(
+            f"rediss://127.0.0.1:{srv.port}/0", {"socket_timeout": 1, "socket_connect_timeout": 1}
+        )
