@@ -139,6 +139,7 @@ def states(request: HttpRequest, hub: Hub) -> HttpResponse:
         "query": query,
         "form": form,
         "tag_choices": partial(selectors.tag_counts, hub.store, 200),
+        "now": selectors.store_now(hub.store),
     }
     return page(request, "persistence/states.html", context, partials=("rows",))
 

@@ -1,0 +1,102 @@
+"""The dashboard in real headless Chromium: log in, search, filter, open, diff, roll back,
+delete, keyboard. Parametrized over SQLite, Redis and PostgreSQL stores (see conftest)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from persistence import StatePersistence
+from tests.e2e.conftest import seed
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def rows(page: Any) -> list[str]:
+    return page.locator("#rows tbody [data-row-link]").all_inner_texts()
+
+
+def test_search_filter_and_keyboard(e2e_store: StatePersistence, page: Any) -> None:
+    seed(e2e_store)
+    page.reload()
+    assert sorted(rows(page)) == ["agent-1", "agent-2", "session-1"]
+
+    # "/" focuses the search box; typing filters live (debounced) and updates the URL.
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.type("sess")
+    page.wait_for_url(re.compile(r"q=sess"))
+    page.wait_for_function("document.querySelectorAll('#rows tbody [data-row-link]').length == 1")
+    assert rows(page) == ["session-1"]
+
+    # Tag filter: add a tag, press Enter.
+    page.fill("#q", "")
+    page.keyboard.press("Escape")
+    page.goto(f"{page.base}/s/default/")
+    page.fill("#tag-add", "vip")
+    page.press("#tag-add", "Enter")
+    page.wait_for_url(re.compile(r"tag=vip"))
+    page.wait_for_selector(".chip")
+    assert rows(page) == ["agent-1"]
+
+    # j / k / Enter open a row.
+    page.goto(f"{page.base}/s/default/?order=id")
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    assert page.locator("tr.kbd-active [data-row-link]").inner_text() == "agent-1"
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/state/agent-1$"))
+    page.wait_for_selector("text=✓ verified")
+
+    # Back returns to the list.
+    page.go_back()
+    page.wait_for_url(re.compile(r"order=id"))
+    page.wait_for_selector("#rows")
+
+    # "?" opens the shortcuts overlay.
+    page.keyboard.press("?")
+    assert page.locator("#shortcuts").is_visible()
+
+
+def test_open_diff_rollback_and_delete(e2e_store: StatePersistence, page: Any) -> None:
+    seed(e2e_store)
+    page.reload()
+    page.click("#rows >> text=agent-1")
+    page.wait_for_url(re.compile(r"/state/agent-1$"))
+    assert page.locator(".jtree").is_visible()
+    assert "“done”" not in page.content()  # JSON strings are shown JSON-quoted
+    page.wait_for_selector('.j-str:text("\\"done\\"")')
+
+    # Diff of the latest against the previous version: the changed path is listed.
+    page.click("text=Diff with v2")
+    page.wait_for_url(re.compile(r"/diff/agent-1\?a=2&b=3"))
+    page.wait_for_selector("td.path:text-is('$.msg')")
+    assert page.locator("td.path", has_text="$.tools[1]").count() == 1
+
+    # Pick two versions from the selectors.
+    page.select_option("#a", "1")
+    page.click("button:text('Compare')")
+    page.wait_for_url(re.compile(r"a=1&b=3"))
+    page.wait_for_selector("td.path:text-is('$.tools')")
+
+    # Roll back to v1 from the diff page, with a reason.
+    page.click("text=Roll back to v1")
+    page.wait_for_url(re.compile(r"/rollback/agent-1\?to=1"))
+    page.fill("#id_reason", "e2e says so")
+    page.click("button:text('Roll back to v1')")
+    page.wait_for_url(re.compile(r"/state/agent-1$"))
+    page.wait_for_selector("text=Rolled back to version 1")
+    assert page.locator("#timeline", has_text="rollback of v1").count() == 1
+    _, meta = e2e_store.load_with_metadata("agent-1")  # type: ignore[misc]
+    assert meta.version == 4 and meta.metadata["reason"] == "e2e says so"
+
+    # Delete version 2 from the timeline.
+    page.click("#timeline tr:has(a:text-is('v2')) >> text=delete")
+    page.wait_for_url(re.compile(r"/delete-version/agent-1\?v=2"))
+    page.click("button:text('Delete v2')")
+    page.wait_for_url(re.compile(r"/state/agent-1$"))
+    page.wait_for_selector("text=Deleted version 2")
+    assert [v.version for v in e2e_store.list_versions("agent-1")] == [1, 3, 4]
