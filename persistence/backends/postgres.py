@@ -76,7 +76,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX states_expires_at ON {schema}.states (expires_at)"
             " WHERE expires_at IS NOT NULL",
             "CREATE INDEX states_updated ON {schema}.states (updated_at, state_id)",
-            "CREATE INDEX states_tags ON {schema}.states USING gin (tags)",
+            # No fast-update pending list: every search would scan it linearly until a vacuum.
+            "CREATE INDEX states_tags ON {schema}.states USING gin (tags) WITH (fastupdate = off)",
             """CREATE TABLE {schema}.versions (
             state_id text COLLATE "C" NOT NULL,
             version bigint NOT NULL,
@@ -594,14 +595,17 @@ class PostgresStatePersistence(StatePersistence):
 
     def _read(self, state_id: str, version: int | None, now: float) -> ReadResult:
         params = {"sid": state_id, "version": version, "now": now}
-        rec = self._run(lambda c: c.execute(self._q.read, params, prepare=True).fetchone())
+        # Binary results: the payload arrives as it is stored instead of as hex text.
+        rec = self._run(
+            lambda c: c.execute(self._q.read, params, prepare=True, binary=True).fetchone()
+        )
         if rec is None:
             return ReadResult(None)
         return ReadResult(None if rec[1] is None else _version_row(rec), rec[-1])
 
     def _read_many(self, state_ids: Sequence[str], now: float) -> dict[str, VersionRow]:
         params = {"ids": list(state_ids), "now": now}
-        recs = self._run(lambda c: c.execute(self._q.read_many, params).fetchall())
+        recs = self._run(lambda c: c.execute(self._q.read_many, params, binary=True).fetchall())
         return {rec[0]: _version_row(rec) for rec in recs}
 
     def _versions(self, state_id: str, now: float) -> list[VersionRow]:
@@ -672,7 +676,7 @@ class PostgresStatePersistence(StatePersistence):
         query = self._q.search_all if match == "all" else self._q.search_any
         params = {"tags": list(tags), "limit": limit, "now": now}
         # Not prepared: a plan made for these tags can use their statistics (GIN or not).
-        recs = self._run(lambda c: c.execute(query, params, prepare=False).fetchall())
+        recs = self._run(lambda c: c.execute(query, params, prepare=False, binary=True).fetchall())
         return [_version_row(rec) for rec in recs]
 
     def _tag_counts(self, limit: int, now: float) -> list[tuple[str, int]]:
