@@ -133,7 +133,9 @@ def _node(
         f'<span class="j-ellipsis j-punct">…{closing}{"" if last else ","}</span>'
         f'</summary><div class="j-children">'
     )
-    items = list(value.items()) if is_dict else list(enumerate(value))
+    items: list[tuple[Any, Any]] = (
+        list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+    )
     for i, (k, v) in enumerate(items):
         _node(out, k, v, depth + 1, budget, last=i == len(items) - 1)
         if budget[0] < 0:
