@@ -71,7 +71,7 @@ def run_now(request: HttpRequest) -> HttpResponse:
         messages.error(
             request,
             "Run now: "
-            + "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()),
+            + "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items()),
         )
     else:
         store, task = form.cleaned_data["store"], form.cleaned_data["task"]
