@@ -68,11 +68,10 @@ def run_now(request: HttpRequest) -> HttpResponse:
     form = RunNowForm(request.POST)
     wait = ""
     if not form.is_valid():
-        messages.error(
-            request,
-            "Run now: "
-            + "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items()),
+        problems = (
+            f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items()
         )
+        messages.error(request, "Run now: " + "; ".join(problems))
     else:
         store, task = form.cleaned_data["store"], form.cleaned_data["task"]
         try:
