@@ -23,7 +23,7 @@ app.autodiscover_tasks()
 _FOLDER_OPTIONS = ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")
 
 
-@app.on_after_configure.connect
+@app.on_after_configure.connect  # type: ignore[untyped-decorator]  # celery is untyped
 def _create_broker_folders(sender: Celery, source: Any, **_: Any) -> None:
     if not str(source.broker_url or "").startswith("filesystem"):
         return
