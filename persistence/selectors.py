@@ -70,6 +70,23 @@ def tag_counts(store: StatePersistence, limit: int = 1000) -> list[tuple[str, in
     return store.list_tags(limit=limit)
 
 
+TAG_CHOICES_SECONDS = 60
+
+
+def tag_choices(
+    store_name: str, store: StatePersistence, limit: int = 200
+) -> list[tuple[str, int]]:
+    """The most used tags for the filter's suggestions, cached for a minute: counting tags is
+    an aggregate over the whole store on some backends (PostgreSQL), too dear for every
+    keystroke of a search."""
+    key = f"statehub:tag-choices:{store_name}:{limit}"
+    found = cache.get(key)
+    if found is None:
+        found = store.list_tags(limit=limit)
+        cache.set(key, found, TAG_CHOICES_SECONDS)
+    return list(found)
+
+
 # ------------------------------------------------------------------ one state
 
 

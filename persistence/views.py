@@ -138,7 +138,7 @@ def states(request: HttpRequest, hub: Hub) -> HttpResponse:
         "page": result,
         "query": query,
         "form": form,
-        "tag_choices": partial(selectors.tag_counts, hub.store, 200),
+        "tag_choices": partial(selectors.tag_choices, hub.name, hub.store),
         "now": selectors.store_now(hub.store),
     }
     return page(request, "persistence/states.html", context, partials=("rows",))
