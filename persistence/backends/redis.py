@@ -334,7 +334,7 @@ class RedisStatePersistence(StatePersistence):
         flat = self._select("page", order, prefix, tags, match, after, limit, now)
         out = []
         for i in range(0, len(flat), 2):
-            cur, count, created, size, orig, comp, exp, _, _, *tag_list = flat[i + 1].split(_BSEP)
+            cur, count, created, size, orig, comp, exp, _, _, tags = flat[i + 1].split(_BSEP, 9)
             out.append(
                 StateSummary(
                     state_id=flat[i].decode(),
@@ -344,7 +344,7 @@ class RedisStatePersistence(StatePersistence):
                     size_bytes=int(size),
                     original_size=int(orig),
                     compression_type=CompressionType(comp.decode()),
-                    tags=tuple(t.decode() for t in tag_list),
+                    tags=_tags(tags),
                     expires_at=from_timestamp(float(exp)) if exp else None,
                 )
             )

@@ -6,7 +6,8 @@
 --   N:{_}:ids (lex) upd (updated_at) exp (expires_at) nv (version count) sum (id -> summary)
 --   N:{_}:t:<tag> (set of ids) tags (tag -> -count) stats (running counters) cp (cid -> id)
 -- Packed metadata: size US orig US created US compression US checksum US ttl US wid US json
--- Summary: cur US count US created US size US orig US comp US exp US sb US ob [US tag]...
+-- Summary: cur US count US created US size US orig US comp US exp US sb US ob US tags
+-- (tags joined by US; sb and ob total the bytes of the kept versions)
 -- Strings are compared with byte loops, never with '<': Lua compares strings with strcoll.
 local N = ARGV[1]
 local G = N .. ':{_}:'
@@ -54,14 +55,21 @@ local function meta_fields(m)  -- size, orig, created, compression, write id
   return string.match(m, '^(%d+)\031(%d+)\031([^\031]*)\031([^\031]*)\031[^\031]*\031[^\031]*\031([^\031]*)\031')
 end
 
-local function tag_set(list, from)
-  local set = {}
-  for i = from, #list do set[list[i]] = true end
-  return set
+local function parse_sum(s)  -- the nine figures, then the joined tags
+  return {string.match(s, '^([^\031]*)\031([^\031]*)\031([^\031]*)\031([^\031]*)\031' ..
+    '([^\031]*)\031([^\031]*)\031([^\031]*)\031([^\031]*)\031([^\031]*)\031(.*)$')}
 end
 
-local function untag(sid, tags)
-  for tag in pairs(tags) do
+local function retag(sid, old, new)  -- joined tag strings; counts in `tags` are negative
+  local gone = {}
+  for _, tag in ipairs(split(old)) do gone[tag] = true end
+  for _, tag in ipairs(split(new)) do
+    if gone[tag] then gone[tag] = nil
+    elseif redis.call('SADD', G .. 't:' .. tag, sid) == 1 then
+      redis.call('ZINCRBY', G .. 'tags', -1, tag)
+    end
+  end
+  for tag in pairs(gone) do
     if redis.call('SREM', G .. 't:' .. tag, sid) == 1 then
       if tonumber(redis.call('ZINCRBY', G .. 'tags', 1, tag)) >= 0 then
         redis.call('ZREM', G .. 'tags', tag)
@@ -80,11 +88,11 @@ end
 local function wipe(sid, h, z)
   local s = redis.call('HGET', G .. 'sum', sid)
   if s then
-    local p = split(s)
-    delta.versions = delta.versions - tonumber(p[2])
-    delta.stored = delta.stored - tonumber(p[8])
-    delta.original = delta.original - tonumber(p[9])
-    untag(sid, tag_set(p, 10))
+    local p = parse_sum(s)
+    delta.versions = delta.versions - p[2]
+    delta.stored = delta.stored - p[8]
+    delta.original = delta.original - p[9]
+    retag(sid, p[10], '')
     redis.call('HDEL', G .. 'sum', sid)
     redis.call('ZREM', G .. 'ids', sid)
     redis.call('ZREM', G .. 'upd', sid)
@@ -95,55 +103,53 @@ local function wipe(sid, h, z)
   return s ~= false
 end
 
--- Rewrite the state's summary and index entries from its latest version; ds/do are the
+-- Write the state's summary and index entries for its latest version `cur`; ds/dor are the
 -- changes to the state's stored/original byte totals since the summary was last written.
-local function reindex(sid, h, z, ds, dor)
-  local f = redis.call('HMGET', h, 'cur', 'exp')
-  local cur, exp = f[1], f[2] or ''
-  local r = redis.call('HMGET', h, 'm' .. cur, 't' .. cur)
-  local size, orig, created, comp = meta_fields(r[1])
-  local count = redis.call('ZCARD', z)
+local function reindex(sid, cur, meta, tags, exp, count, ds, dor)
+  local size, orig, created, comp = meta_fields(meta)
   local old = redis.call('HGET', G .. 'sum', sid)
-  local sb, ob, oldexp, oldtags = ds, dor, '', {}
+  local sb, ob, oldexp, oldtags, oldcount = ds, dor, '', '', -1
   if old then
-    local p = split(old)
-    sb, ob, oldexp = sb + tonumber(p[8]), ob + tonumber(p[9]), p[7]
-    oldtags = tag_set(p, 10)
+    local p = parse_sum(old)
+    sb, ob, oldexp, oldtags, oldcount = sb + p[8], ob + p[9], p[7], p[10], tonumber(p[2])
+  else
+    redis.call('ZADD', G .. 'ids', 0, sid)
   end
-  local entry = table.concat({cur, count, created, size, orig, comp, exp, sb, ob}, SEP)
-  if r[2] ~= '' then entry = entry .. SEP .. r[2] end
-  local gone = {}
-  for tag in pairs(oldtags) do gone[tag] = true end
-  for _, tag in ipairs(split(r[2])) do
-    if gone[tag] then gone[tag] = nil
-    elseif redis.call('SADD', G .. 't:' .. tag, sid) == 1 then
-      redis.call('ZINCRBY', G .. 'tags', -1, tag)
-    end
-  end
-  untag(sid, gone)
-  redis.call('HSET', G .. 'sum', sid, entry)
-  redis.call('ZADD', G .. 'ids', 0, sid)
+  if tags ~= oldtags then retag(sid, oldtags, tags) end
+  redis.call('HSET', G .. 'sum', sid,
+             table.concat({cur, count, created, size, orig, comp, exp, sb, ob, tags}, SEP))
   redis.call('ZADD', G .. 'upd', created, sid)
-  redis.call('ZADD', G .. 'nv', count, sid)
+  if count ~= oldcount then redis.call('ZADD', G .. 'nv', count, sid) end
   if exp ~= '' then redis.call('ZADD', G .. 'exp', exp, sid)
   elseif oldexp ~= '' then redis.call('ZREM', G .. 'exp', sid) end
 end
 
--- Drop versions past the newest `keep`; returns how many and the bytes they held.
+local function reindex_latest(sid, h, z, ds, dor)  -- after a delete or a prune
+  local f = redis.call('HMGET', h, 'cur', 'exp')
+  local r = redis.call('HMGET', h, 'm' .. f[1], 't' .. f[1])
+  reindex(sid, f[1], r[1], r[2], f[2] or '', redis.call('ZCARD', z), ds, dor)
+end
+
+-- Drop versions past the newest `keep` (the caller stores the new pb it returns); returns
+-- how many were dropped, their bytes, the oldest version kept and how many are kept.
 local function drop_oldest(h, z, keep)
   local total = redis.call('ZCARD', z)
-  if total <= keep then return 0, 0, 0 end
-  local old = redis.call('ZRANGE', z, 0, total - keep - 1)
-  local sb, ob = 0, 0
-  for _, v in ipairs(old) do
+  if total <= keep then return 0, 0, 0, false, total end
+  local old = redis.call('ZRANGE', z, 0, total - keep)  -- the dropped and the next one
+  local sb, ob, dead = 0, 0, {}
+  for i = 1, total - keep do
+    local v = old[i]
     local size, orig, _, _, wid = meta_fields(redis.call('HGET', h, 'm' .. v))
-    sb, ob = sb + tonumber(size), ob + tonumber(orig)
-    redis.call('HDEL', h, 'f' .. v, 'm' .. v, 't' .. v, 'w:' .. wid)
+    sb, ob = sb + size, ob + orig
+    dead[#dead + 1] = 'f' .. v
+    dead[#dead + 1] = 'm' .. v
+    dead[#dead + 1] = 't' .. v
+    if wid ~= '' then dead[#dead + 1] = 'w:' .. wid end
   end
+  redis.call('HDEL', h, unpack(dead))
   redis.call('ZREMRANGEBYRANK', z, 0, total - keep - 1)
-  redis.call('HSET', h, 'pb', redis.call('ZRANGE', z, 0, 0)[1])
-  delta.versions = delta.versions - #old
+  delta.versions = delta.versions - (total - keep)
   delta.stored = delta.stored - sb
   delta.original = delta.original - ob
-  return #old, sb, ob
+  return total - keep, sb, ob, old[#old], keep
 end

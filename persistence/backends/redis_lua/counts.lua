@@ -5,8 +5,9 @@ local expired = redis.call('ZRANGEBYSCORE', G .. 'exp', '-inf', ARGV[2], 'LIMIT'
 local c = redis.call('HMGET', G .. 'stats', 'versions', 'stored', 'original', 'checkpoints')
 local versions, stored, original = tonumber(c[1] or 0), tonumber(c[2] or 0), tonumber(c[3] or 0)
 for _, sid in ipairs(expired) do
-  local p = split(redis.call('HGET', G .. 'sum', sid) or '')
-  if #p >= 9 then
+  local s = redis.call('HGET', G .. 'sum', sid)
+  if s then
+    local p = parse_sum(s)
     versions, stored, original = versions - p[2], stored - p[8], original - p[9]
   end
 end

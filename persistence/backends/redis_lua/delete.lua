@@ -27,7 +27,7 @@ else
   delta.versions = delta.versions - 1
   delta.stored = delta.stored - size
   delta.original = delta.original - orig
-  reindex(sid, h, z, -tonumber(size), -tonumber(orig))
+  reindex_latest(sid, h, z, -size, -orig)
 end
 flush()
 return 1

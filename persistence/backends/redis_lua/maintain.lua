@@ -25,8 +25,9 @@ else
     if redis.call('EXISTS', h) == 0 then
       wipe(sid, h, z)  -- Redis expired it: only its index entries were left
     else
-      local dropped, sb, ob = drop_oldest(h, z, keep)
-      reindex(sid, h, z, -sb, -ob)
+      local dropped, sb, ob, pb = drop_oldest(h, z, keep)
+      if pb then redis.call('HSET', h, 'pb', pb) end
+      reindex_latest(sid, h, z, -sb, -ob)
       done = done + dropped
     end
   end

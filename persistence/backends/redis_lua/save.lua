@@ -71,22 +71,19 @@ for i = 1, n do
   else
     local v, meta = p.v, ARGV[a + 8]
     local size, orig = meta_fields(meta)
+    redis.call('ZADD', z, v, v)
+    local keep = tonumber(ARGV[a + 3])
+    local _, sb, ob, pb, count = drop_oldest(h, z, keep > 0 and keep or math.huge)
     local fields = {'f' .. v, ARGV[a + 7], 'm' .. v, meta, 't' .. v, p.tags, 'last', v, 'cur', v}
     if wid ~= '' then fields[#fields + 1] = 'w:' .. wid; fields[#fields + 1] = v end
     if exp ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = exp end
+    if pb then fields[#fields + 1] = 'pb'; fields[#fields + 1] = pb end
     redis.call('HSET', h, unpack(fields))
     if exp == '' and st.exp ~= '' then redis.call('HDEL', h, 'exp') end
-    redis.call('ZADD', z, v, v)
     delta.versions = delta.versions + 1
     delta.stored = delta.stored + size
     delta.original = delta.original + orig
-    local ds, dor = tonumber(size), tonumber(orig)
-    local keep = tonumber(ARGV[a + 3])
-    if keep > 0 then
-      local _, sb, ob = drop_oldest(h, z, keep)
-      ds, dor = ds - sb, dor - ob
-    end
-    reindex(sid, h, z, ds, dor)
+    reindex(sid, v, meta, p.tags, exp, count, size - sb, orig - ob)
     -- Native expiry lets Redis reclaim the space itself. Reads compare expires_at with the
     -- store clock; the server expires no earlier than that and never before the TTL has run
     -- on its own clock, so a store clock behind the server's cannot lose live data.
