@@ -492,7 +492,7 @@ class PostgresStatePersistence(StatePersistence):
             except _Retry:
                 if attempt == 2:
                     raise BackendUnavailableError(
-                        "PostgreSQL kept aborting the save (deadlocks); nothing was written"
+                        "PostgreSQL kept aborting the save (lost races); nothing was written"
                     ) from None
         raise AssertionError("unreachable")
 
