@@ -110,22 +110,24 @@ def record_history(
 # ------------------------------------------------------------------ SQLite kill loop
 
 
-def sqlite_writer(path: str, worker: int, ack_fd: int) -> None:
-    """Save forever, reporting each acknowledged write on ``ack_fd`` only after save returned.
+def sqlite_writer(path: str, token: str, ack_path: str) -> None:
+    """Save forever, appending each acknowledged write to ``ack_path`` only after save returned.
 
     Lines: ``R`` ready; ``A <write_id> <state_id> <version>`` an ack; ``E <type> <message>``
-    an exception that reached this caller. Each line is one write() below PIPE_BUF, so a
-    SIGKILL can cut the stream only between lines.
+    an exception that reached this caller. Each line is one small write(); a line cut short
+    by SIGKILL has no newline and is ignored by the reader (an ack not fully reported is not
+    claimed).
     """
+    fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     store = open_store("sqlite", path, max_versions=None)
-    rng = random.Random(os.getpid())
-    os.write(ack_fd, b"R\n")
+    rng = random.Random(token)
+    os.write(fd, b"R\n")
     n = 0
     while True:
         n += 1
         sid = f"s{rng.randrange(8)}"
-        write_id = f"p{os.getpid()}-{n}"
-        state = {"worker": worker, "n": n, "pad": "x" * rng.randrange(0, 3000)}
+        write_id = f"{token}-{n}"
+        state = {"write_id": write_id, "pad": "x" * rng.randrange(0, 400)}
         try:
             if rng.random() < 0.1:
                 metas = store.save_many(
@@ -140,6 +142,7 @@ def sqlite_writer(path: str, worker: int, ack_fd: int) -> None:
         except Exception as exc:  # report everything: the test decides what is allowed
             text = f"E {type(exc).__name__} {exc}".replace("\n", " ")[:400]
             with contextlib.suppress(OSError):
-                os.write(ack_fd, text.encode() + b"\n")
+                os.write(fd, text.encode() + b"\n")
             continue
-        os.write(ack_fd, f"A {write_id} {sid} {meta.version}\n".encode())
+        os.write(fd, f"A {write_id} {sid} {meta.version}\n".encode())
+        time.sleep(0.001)  # keeps the file small enough to check 100 times
