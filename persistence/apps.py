@@ -9,6 +9,7 @@ class PersistenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from persistence import conf
+        from persistence import audit, conf
 
         conf.connect_signals()
+        audit.connect_signals()

@@ -270,14 +270,23 @@ def prune_run_records(*, now: Any = None) -> int:
 def request_run(user: Any, store: str, task: str) -> str:
     """Queue ``task`` for ``store`` on behalf of ``user`` ("Run now"); returns the task id.
 
-    Raises KeyError / ValueError for an unknown store or task and BrokerUnavailable when the
-    broker cannot take the message. This is the one place a manual run is started from, so
-    role checks and the audit log belong here.
+    Needs the operator role (PermissionDenied otherwise) and writes one audit row. Raises
+    KeyError / ValueError for an unknown store or task and BrokerUnavailable when the broker
+    cannot take the message. This is the one place a manual run is started from.
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
-    if store not in conf.store_configs():
-        raise KeyError(f"no store named {store!r}")
+    from persistence.audit import Action, audited
+
+    with audited(Action.RUN_WORKER, user, "operator", store=store) as details:
+        details["task"] = task
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
+        if store not in conf.store_configs():
+            raise KeyError(f"no store named {store!r}")
+        details["task_id"] = task_id = _send(user, store, task)
+    return task_id
+
+
+def _send(user: Any, store: str, task: str) -> str:
     from statehub.celery import app  # the project's app; the services stay importable without it
 
     username = user.get_username() if getattr(user, "is_authenticated", False) else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 ORDERS = [
@@ -62,3 +64,49 @@ class RollbackForm(ReasonForm):
 
 class DeleteVersionForm(ReasonForm):
     version = forms.IntegerField(min_value=1)
+
+
+ROLE_CHOICES = [("viewer", "viewer"), ("operator", "operator"), ("admin", "admin")]
+
+
+class UserCreateForm(forms.Form):
+    """A new dashboard account: it sets its own password through a one-time link."""
+
+    username = forms.RegexField(
+        regex=r"^[\w.@+-]+\Z",
+        max_length=150,
+        error_messages={"invalid": "letters, digits and @ . + - _ only"},
+    )
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=ROLE_CHOICES, initial="viewer")
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+    reason = forms.CharField(required=False, max_length=500)
+
+
+class UserActionForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=500)
+
+
+class AuditFilterForm(forms.Form):
+    """The audit page query: ``?user=&action=&outcome=&store=&state=&since=&until=&cursor=``."""
+
+    user = forms.CharField(required=False, max_length=150)
+    action = forms.ChoiceField(required=False, choices=[("", "any action")])
+    outcome = forms.ChoiceField(
+        required=False,
+        choices=[("", "any outcome"), ("ok", "ok"), ("denied", "denied"), ("error", "error")],
+    )
+    store = forms.CharField(required=False, max_length=200)
+    state = forms.CharField(required=False, max_length=512, strip=False)
+    since = forms.DateTimeField(required=False)
+    until = forms.DateTimeField(required=False)
+    cursor = forms.IntegerField(required=False, min_value=1)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from persistence.models import AuditEntry
+
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", "any action"), *AuditEntry.Action.choices]  # type: ignore[attr-defined]

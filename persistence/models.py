@@ -1,11 +1,13 @@
-"""Django-side records of the app: one row per cleanup worker run.
+"""Django-side records of the app: one row per cleanup worker run, one per audited action.
 
-A ``running`` row is also the lock of its (store, task): a partial unique constraint lets only
-one such row exist, in any process, on SQLite and PostgreSQL alike (see persistence.cleanup).
+A ``running`` WorkerRun row is also the lock of its (store, task): a partial unique constraint
+lets only one such row exist, in any process, on SQLite and PostgreSQL alike (see
+persistence.cleanup). AuditEntry rows are written by persistence.audit only, never changed.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -67,3 +69,57 @@ class WorkerRun(models.Model):
     def duration_seconds(self) -> float | None:
         end = self.finished_at or (self.heartbeat_at if self.outcome == "running" else None)
         return None if end is None else (end - self.started_at).total_seconds()
+
+
+class AuditEntry(models.Model):
+    """One action on the dashboard (or a login): who, when, from where, what, and how it ended.
+
+    ``username`` keeps the name as it was (and the name tried by a failed login), so a row
+    outlives its user; ``user`` is set when the actor is a known account.
+    """
+
+    class Action(models.TextChoices):
+        ROLLBACK = "rollback"
+        DELETE_VERSION = "delete_version"
+        DELETE_STATE = "delete_state"
+        RUN_WORKER = "run_worker"
+        USER_CREATE = "user_create"
+        USER_ROLE = "user_role"
+        USER_DEACTIVATE = "user_deactivate"
+        USER_REACTIVATE = "user_reactivate"
+        PASSWORD_RESET = "password_reset"
+        LOGIN_SUCCESS = "login_success"
+        LOGIN_FAILURE = "login_failure"
+        LOGIN_LOCKED = "login_locked"
+
+    class Outcome(models.TextChoices):
+        OK = "ok"
+        DENIED = "denied"  # the actor's role does not allow it; nothing was changed
+        ERROR = "error"  # allowed, but it failed (state gone, broker down, last admin, ...)
+
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)
+    address = models.CharField(max_length=64, blank=True)  # client IP (see audit.client_address)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.OK)
+    store = models.CharField(max_length=200, blank=True)
+    state_id = models.CharField(max_length=512, blank=True)
+    version = models.PositiveIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name_plural = "audit entries"
+        indexes = (
+            models.Index(fields=("-at",), name="audit_at"),
+            models.Index(fields=("action", "-id"), name="audit_action"),
+            models.Index(fields=("username", "-id"), name="audit_username"),
+            models.Index(fields=("store", "state_id", "-id"), name="audit_state"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.action}: {self.outcome}"

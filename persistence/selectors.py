@@ -342,3 +342,136 @@ def tag_bars(store: StatePersistence, limit: int = 12) -> list[Bar]:
 def server_info(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The backend's own figures: every ``*_info`` dict get_stats returned."""
     return {k: v for k, v in stats.items() if k.endswith("_info") and isinstance(v, dict)}
+
+
+# ------------------------------------------------------------------ audit log
+
+AUDIT_PAGE = 50
+AUDIT_TRAIL = 10
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """The audit page's query; empty fields do not filter."""
+
+    user: str = ""
+    action: str = ""
+    outcome: str = ""
+    store: str = ""
+    state_id: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[Any]
+    next_cursor: int | None  # the id to continue below; keyset paging, newest first
+
+
+def _audit_rows(query: AuditFilter) -> Any:
+    from persistence.models import AuditEntry
+
+    rows = AuditEntry.objects.all()
+    if query.user:
+        rows = rows.filter(username=query.user)
+    if query.action:
+        rows = rows.filter(action=query.action)
+    if query.outcome:
+        rows = rows.filter(outcome=query.outcome)
+    if query.store:
+        rows = rows.filter(store=query.store)
+    if query.state_id:
+        rows = rows.filter(state_id=query.state_id)
+    if query.since:
+        rows = rows.filter(at__gte=query.since)
+    if query.until:
+        rows = rows.filter(at__lt=query.until)
+    return rows.order_by("-id")
+
+
+def audit_page(query: AuditFilter, cursor: int | None = None, size: int = AUDIT_PAGE) -> AuditPage:
+    """One page of the log, newest first, continuing below the id ``cursor``.
+
+    Keyset paging on the primary key (ids grow with time): every page costs the same, however
+    deep, and rows written meanwhile never shift a page."""
+    rows = _audit_rows(query)
+    if cursor:
+        rows = rows.filter(id__lt=cursor)
+    entries = list(rows.select_related(None)[: size + 1])
+    more = len(entries) > size
+    entries = entries[:size]
+    return AuditPage(entries, entries[-1].pk if more and entries else None)
+
+
+def audit_trail(store: str, state_id: str, limit: int = AUDIT_TRAIL) -> list[Any]:
+    """The last ``limit`` audit rows about one state, newest first."""
+    return list(_audit_rows(AuditFilter(store=store, state_id=state_id))[:limit])
+
+
+AUDIT_CSV_COLUMNS = (
+    "id",
+    "at",
+    "username",
+    "address",
+    "action",
+    "outcome",
+    "store",
+    "state_id",
+    "version",
+    "reason",
+    "details",
+)
+
+
+def audit_csv_rows(query: AuditFilter) -> Any:
+    """The filtered log as CSV rows (lists of text), header first, read in chunks."""
+    yield list(AUDIT_CSV_COLUMNS)
+    for entry in _audit_rows(query).iterator(chunk_size=2000):
+        yield [
+            _csv_cell(value)
+            for value in (
+                entry.pk,
+                entry.at.isoformat(),
+                entry.username,
+                entry.address,
+                entry.action,
+                entry.outcome,
+                entry.store,
+                entry.state_id,
+                "" if entry.version is None else entry.version,
+                entry.reason,
+                orjson.dumps(entry.details).decode() if entry.details else "",
+            )
+        ]
+
+
+def _csv_cell(value: Any) -> str:
+    """Text that a spreadsheet will not run as a formula (CSV injection)."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+# ------------------------------------------------------------------ users
+
+
+@dataclass(frozen=True)
+class UserRow:
+    user: Any
+    role: str | None
+
+
+def user_rows() -> list[UserRow]:
+    """Every account with its role, by username (two queries, whatever the count)."""
+    from django.contrib.auth import get_user_model
+
+    from persistence.roles import ROLES
+
+    rows = []
+    for user in get_user_model().objects.order_by("username").prefetch_related("groups"):
+        names = {group.name for group in user.groups.all()}
+        role = (
+            "admin" if user.is_superuser else next((r for r in reversed(ROLES) if r in names), None)
+        )
+        rows.append(UserRow(user, role))
+    return rows

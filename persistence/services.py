@@ -1,41 +1,197 @@
-"""Writes the dashboard makes to a store: rollback and deletes.
+"""Writes the dashboard makes: rollback and deletes on a store, and user management.
 
-Every function takes the store, the acting user, its arguments and the operator's reason, so
-role checks and the audit log can be added here once for every caller (views, commands, tasks).
+Every function takes the acting user (and the operator's reason), checks its role and writes
+exactly one audit row (persistence.audit.audited): ``ok``, ``denied`` (PermissionDenied is
+raised, nothing changed) or ``error`` (the exception propagates). Views, commands and tasks all
+come through here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.auth.tokens import default_token_generator
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+
+from persistence import conf, roles
+from persistence.audit import Action, audited
 from persistence.store import StatePersistence
 from persistence.types import StateMetadata
+
+
+class LastAdminError(ValueError):
+    """The change would leave the dashboard without an active admin."""
 
 
 def _actor(user: Any) -> str:
     return str(getattr(user, "get_username", lambda: "")() or "anonymous")
 
 
+def _store_name(store: StatePersistence, name: str) -> str:
+    if name:
+        return name
+    for candidate in conf.store_names():  # callers outside the views: find it by identity
+        if conf._open.get(candidate) is store:
+            return candidate
+    return ""
+
+
+# ---------------------------------------------------------------------- states
+
+
 def rollback_state(
-    store: StatePersistence, user: Any, state_id: str, version: int, reason: str = ""
+    store: StatePersistence,
+    user: Any,
+    state_id: str,
+    version: int,
+    reason: str = "",
+    *,
+    store_name: str = "",
 ) -> StateMetadata:
     """Write a new version equal to ``version``, recording who did it and why.
 
     Raises StateNotFoundError / VersionPrunedError when the target is gone.
     """
-    metadata: dict[str, Any] = {"by": _actor(user)}
-    if reason:
-        metadata["reason"] = reason
-    return store.rollback(state_id, version, metadata=metadata)
+    where = {"store": _store_name(store, store_name), "state_id": state_id, "reason": reason}
+    with audited(Action.ROLLBACK, user, "operator", version=version, **where) as details:
+        metadata: dict[str, Any] = {"by": _actor(user)}
+        if reason:
+            metadata["reason"] = reason
+        meta = store.rollback(state_id, version, metadata=metadata)
+        details["new_version"] = meta.version
+    return meta
 
 
 def delete_version(
-    store: StatePersistence, user: Any, state_id: str, version: int, reason: str = ""
+    store: StatePersistence,
+    user: Any,
+    state_id: str,
+    version: int,
+    reason: str = "",
+    *,
+    store_name: str = "",
 ) -> bool:
     """Delete one version (the state too if it was the last one); True if it existed."""
-    return store.delete_version(state_id, version)
+    where = {"store": _store_name(store, store_name), "state_id": state_id, "reason": reason}
+    with audited(Action.DELETE_VERSION, user, "operator", version=version, **where) as details:
+        existed = store.delete_version(state_id, version)
+        details["existed"] = existed
+    return existed
 
 
-def delete_state(store: StatePersistence, user: Any, state_id: str, reason: str = "") -> bool:
+def delete_state(
+    store: StatePersistence, user: Any, state_id: str, reason: str = "", *, store_name: str = ""
+) -> bool:
     """Delete a state with all its versions and checkpoints; True if it existed."""
-    return store.delete_state(state_id)
+    where = {"store": _store_name(store, store_name), "state_id": state_id, "reason": reason}
+    with audited(Action.DELETE_STATE, user, "operator", **where) as details:
+        existed = store.delete_state(state_id)
+        details["existed"] = existed
+    return existed
+
+
+# ---------------------------------------------------------------------- users
+
+
+def active_admins() -> Any:
+    """Active accounts with the admin role: superusers and members of the admin group."""
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(groups__name="admin"))
+        .distinct()
+    )
+
+
+def _keeps_an_admin(target: Any) -> None:
+    """Raise LastAdminError if ``target`` is the only active admin left."""
+    if roles.role_of(target) != "admin":
+        return
+    if not active_admins().exclude(pk=target.pk).exists():
+        raise LastAdminError(f"{target.get_username()} is the last active admin")
+
+
+def set_password_path(target: Any) -> str:
+    """The one-time set-password link of ``target`` (Django's password-reset token).
+
+    The token is bound to the current password hash and last login, so it stops working once
+    used, and after PASSWORD_RESET_TIMEOUT seconds."""
+    uid = urlsafe_base64_encode(force_bytes(target.pk))
+    token = default_token_generator.make_token(target)
+    return reverse("password_reset_confirm", args=[uid, token])
+
+
+def _set_group(target: Any, role: roles.Role) -> None:
+    target.groups.remove(*Group.objects.filter(name__in=roles.ROLES))
+    target.groups.add(Group.objects.get(name=role))
+    roles.forget(target)
+
+
+def create_user(
+    user: Any, *, username: str, email: str, role: roles.Role, reason: str = ""
+) -> tuple[Any, str]:
+    """A new active account with ``role`` and no usable password; returns it and its link."""
+    details_in = {"target": username, "role": role}
+    with audited(Action.USER_CREATE, user, "admin", reason=reason) as details:
+        details.update(details_in)
+        model = get_user_model()
+        if model.objects.filter(username__iexact=username).exists():
+            raise ValueError(f"a user named {username!r} already exists")
+        with transaction.atomic():
+            target = model.objects.create_user(username=username, email=email)
+            target.set_unusable_password()
+            target.save(update_fields=["password"])
+            _set_group(target, role)
+        details["target_id"] = target.pk
+    return target, set_password_path(target)
+
+
+def set_role(user: Any, target: Any, role: roles.Role, reason: str = "") -> None:
+    """Give ``target`` exactly ``role``; a superuser stays admin (change it in Django admin)."""
+    with audited(Action.USER_ROLE, user, "admin", reason=reason) as details:
+        details.update(
+            target=target.get_username(),
+            target_id=target.pk,
+            role=role,
+            previous=roles.role_of(target),
+        )
+        if target.is_superuser and role != "admin":
+            raise ValueError(f"{target.get_username()} is a superuser: always an admin")
+        with transaction.atomic():
+            if role != "admin":
+                _keeps_an_admin(target)
+            _set_group(target, role)
+
+
+def deactivate_user(user: Any, target: Any, reason: str = "") -> None:
+    """Stop ``target`` from logging in (its sessions end at their next request)."""
+    with audited(Action.USER_DEACTIVATE, user, "admin", reason=reason) as details:
+        details.update(target=target.get_username(), target_id=target.pk)
+        with transaction.atomic():
+            _keeps_an_admin(target)
+            target.is_active = False
+            target.save(update_fields=["is_active"])
+            roles.forget(target)
+
+
+def reactivate_user(user: Any, target: Any, reason: str = "") -> None:
+    with audited(Action.USER_REACTIVATE, user, "admin", reason=reason) as details:
+        details.update(target=target.get_username(), target_id=target.pk)
+        target.is_active = True
+        target.save(update_fields=["is_active"])
+        roles.forget(target)
+
+
+def reset_password(user: Any, target: Any, reason: str = "") -> str:
+    """Make ``target``'s password unusable now and return a one-time set-password link."""
+    with audited(Action.PASSWORD_RESET, user, "admin", reason=reason) as details:
+        details.update(target=target.get_username(), target_id=target.pk)
+        target.set_unusable_password()
+        target.save(update_fields=["password"])
+    return set_password_path(target)

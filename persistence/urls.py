@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from persistence import views, worker_views
+from persistence import views, views_audit, views_users, worker_views
 
 app_name = "persistence"
 
@@ -25,4 +25,12 @@ urlpatterns = [
     path("workers/runs/", worker_views.worker_runs, name="worker_runs"),
     path("workers/online/", worker_views.workers_online, name="workers_online"),
     path("workers/run/", worker_views.run_now, name="worker_run_now"),
+    path("audit/", views_audit.audit_log, name="audit"),
+    path("audit/export.csv", views_audit.audit_export, name="audit_export"),
+    path("users/", views_users.users, name="users"),
+    path("users/new/", views_users.user_create, name="user_create"),
+    path("users/<int:pk>/role/", views_users.user_role, name="user_role"),
+    path("users/<int:pk>/deactivate/", views_users.user_deactivate, name="user_deactivate"),
+    path("users/<int:pk>/reactivate/", views_users.user_reactivate, name="user_reactivate"),
+    path("users/<int:pk>/password/", views_users.user_password, name="user_password"),
 ]

@@ -30,6 +30,7 @@ from persistence.errors import (
     VersionPrunedError,
 )
 from persistence.forms import DeleteVersionForm, ReasonForm, RollbackForm, StateFilterForm
+from persistence.roles import require_role
 from persistence.store import StatePersistence
 
 
@@ -118,11 +119,13 @@ def _state_url(hub: Hub, state_id: str) -> str:
 
 
 @require_GET
+@require_role("viewer")
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("persistence:states", conf.default_store_name())
 
 
 @require_GET
+@require_role("viewer")
 @store_view
 def states(request: HttpRequest, hub: Hub) -> HttpResponse:
     form = StateFilterForm(request.GET)
@@ -145,6 +148,7 @@ def states(request: HttpRequest, hub: Hub) -> HttpResponse:
 
 
 @require_GET
+@require_role("viewer")
 @store_view
 def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     view = selectors.state_view(hub.store, state_id, _int(request.GET.get("v")))
@@ -157,6 +161,7 @@ def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         "view": view,
         "state_id": state_id,
         "timeline": selectors.timeline(view.versions, _int(request.GET.get("page"), 1) or 1),
+        "audit_trail": selectors.audit_trail(hub.name, state_id),
     }
     if view.data is not None and view.tree_too_large:
         context["pretty"], context["pretty_cut"] = selectors.pretty_text(view.data)
@@ -164,6 +169,7 @@ def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 
 
 @require_GET
+@require_role("viewer")
 @store_view
 def state_download(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     try:
@@ -182,6 +188,7 @@ def state_download(request: HttpRequest, hub: Hub, state_id: str) -> HttpRespons
 
 
 @require_GET
+@require_role("viewer")
 @store_view
 def diff(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     versions = hub.store.list_versions(state_id)
@@ -208,6 +215,7 @@ def diff(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@require_role("operator", action="rollback")
 @store_view
 def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     versions = hub.store.list_versions(state_id)
@@ -219,7 +227,12 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         target = form.cleaned_data["version"]
         try:
             meta = services.rollback_state(
-                hub.store, request.user, state_id, target, form.cleaned_data["reason"]
+                hub.store,
+                request.user,
+                state_id,
+                target,
+                form.cleaned_data["reason"],
+                store_name=hub.name,
             )
         except (StateNotFoundError, VersionPrunedError, StateIntegrityError) as exc:
             messages.error(request, f"Rollback failed: {exc}")
@@ -248,6 +261,7 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@require_role("operator", action="delete_version")
 @store_view
 def delete_version(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     versions = hub.store.list_versions(state_id)
@@ -260,7 +274,12 @@ def delete_version(request: HttpRequest, hub: Hub, state_id: str) -> HttpRespons
     )
     if form.is_valid():
         services.delete_version(
-            hub.store, request.user, state_id, meta.version, form.cleaned_data["reason"]
+            hub.store,
+            request.user,
+            state_id,
+            meta.version,
+            form.cleaned_data["reason"],
+            store_name=hub.name,
         )
         if len(versions) == 1:
             messages.success(
@@ -281,6 +300,7 @@ def delete_version(request: HttpRequest, hub: Hub, state_id: str) -> HttpRespons
 
 
 @require_http_methods(["GET", "POST"])
+@require_role("operator", action="delete_state")
 @store_view
 def delete_state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     versions = hub.store.list_versions(state_id)
@@ -288,7 +308,9 @@ def delete_state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         return not_found(request, hub, f"State “{state_id}” does not exist or has expired.")
     form = ReasonForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
-        services.delete_state(hub.store, request.user, state_id, form.cleaned_data["reason"])
+        services.delete_state(
+            hub.store, request.user, state_id, form.cleaned_data["reason"], store_name=hub.name
+        )
         messages.success(request, f"Deleted state “{state_id}” and its {len(versions)} version(s).")
         return _done(request, reverse("persistence:states", args=[hub.name]))
     context = {"hub": hub, "state_id": state_id, "form": form, "versions": versions}
@@ -296,6 +318,7 @@ def delete_state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 
 
 @require_GET
+@require_role("viewer")
 @store_view
 def tags(request: HttpRequest, hub: Hub) -> HttpResponse:
     counts = selectors.tag_counts(hub.store)
@@ -305,6 +328,7 @@ def tags(request: HttpRequest, hub: Hub) -> HttpResponse:
 
 
 @require_GET
+@require_role("viewer")
 @store_view
 def checkpoints(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     context: dict[str, Any] = {"hub": hub, "state_id": state_id}
@@ -316,6 +340,7 @@ def checkpoints(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 
 
 @require_GET
+@require_role("viewer")
 @store_view
 def checkpoint(request: HttpRequest, hub: Hub, checkpoint_id: str) -> HttpResponse:
     try:
@@ -331,6 +356,7 @@ def checkpoint(request: HttpRequest, hub: Hub, checkpoint_id: str) -> HttpRespon
 
 
 @require_GET
+@require_role("viewer")
 @store_view
 def stats(request: HttpRequest, hub: Hub) -> HttpResponse:
     data = hub.store.get_stats()

@@ -19,6 +19,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from persistence import cleanup, conf, worker_status
+from persistence.roles import require_role
 
 INSPECT_TIMEOUT = 1.0  # seconds the page waits for workers to answer
 
@@ -35,6 +36,7 @@ class RunNowForm(forms.Form):
 
 
 @require_GET
+@require_role("viewer")
 def workers(request: HttpRequest) -> HttpResponse:
     from statehub.celery import app
 
@@ -50,12 +52,14 @@ def workers(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@require_role("viewer")
 def worker_runs(request: HttpRequest) -> HttpResponse:
     """The runs table; it carries the polling trigger only while there is something to wait for."""
     return _render(request, "runs", _runs_context(request.GET))
 
 
 @require_GET
+@require_role("viewer")
 def workers_online(request: HttpRequest) -> HttpResponse:
     from statehub.celery import app
 
@@ -64,6 +68,7 @@ def workers_online(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@require_role("operator", action="run_worker")
 def run_now(request: HttpRequest) -> HttpResponse:
     form = RunNowForm(request.POST)
     wait = ""

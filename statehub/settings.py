@@ -6,6 +6,7 @@ Every variable and its default is listed in the README's configuration table.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -31,11 +32,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "persistence",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "persistence.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -44,6 +47,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "persistence.middleware.AuditContextMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "statehub.urls"
@@ -62,6 +68,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "persistence.context_processors.roles_context",
             ],
         },
     }
@@ -82,6 +89,66 @@ CACHES = {
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
+}
+
+# Security: docs/security.md explains every setting of this section.
+# Argon2 first: new and changed passwords are hashed with it; older hashes upgrade at login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+# django-axes must see every authenticate() call, so it comes first.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("STATEHUB_LOGIN_THROTTLE", True)
+# Failed attempts are counted in Redis when there is one (shared by every process), else in
+# Django's database (a local-memory cache would count per process).
+AXES_HANDLER = (
+    "axes.handlers.cache.AxesCacheHandler"
+    if REDIS_URL
+    else "axes.handlers.database.AxesDatabaseHandler"
+)
+AXES_DISABLE_ACCESS_LOG = True  # the audit log records sign-ins (persistence.audit)
+AXES_FAILURE_LIMIT = env_int("STATEHUB_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("STATEHUB_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "persistence.audit.client_address"  # the same address as the audit log
+AXES_VERBOSE = False
+# How many reverse proxies in front of the app append to X-Forwarded-For (0: trust none).
+STATEHUB_TRUSTED_PROXIES = env_int("STATEHUB_TRUSTED_PROXIES", 0)
+
+# Sessions end after this many idle seconds: every request moves the expiry forward.
+SESSION_COOKIE_AGE = env_int("STATEHUB_SESSION_IDLE_SECONDS", 8 * 3600)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("STATEHUB_SESSION_EXPIRE_AT_BROWSER_CLOSE", False)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# A set-password link (new user, password reset by an admin) is valid this long.
+PASSWORD_RESET_TIMEOUT = env_int("STATEHUB_SET_PASSWORD_LINK_SECONDS", 24 * 3600)
+
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Content-Security-Policy sent by persistence.middleware: no inline scripts or styles anywhere.
+STATEHUB_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'none'"],
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 from django import template
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from persistence import conf, diff
+from persistence import conf, diff, roles
 
 register = template.Library()
 
@@ -50,6 +50,23 @@ def as_json(value: Any) -> str:
     return orjson.dumps(
         value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
     ).decode()
+
+
+@register.filter
+def audit_state_url(entry: Any) -> str:
+    """The state page an audit row is about, or "" (the row may name anything a POST sent)."""
+    if not entry.store or not entry.state_id:
+        return ""
+    try:
+        return reverse("persistence:state", args=[entry.store, entry.state_id])
+    except NoReverseMatch:
+        return ""
+
+
+@register.filter
+def as_json_line(value: Any) -> str:
+    """Compact one-line JSON text (escaped later by autoescape)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
 @register.filter
@@ -163,9 +180,13 @@ def statehub_nav(context: template.Context) -> dict[str, Any]:
         for label, name in (("States", "states"), ("Tags", "tags"), ("Stats", "stats"))
         if current
     ]
+    role = roles.role_of(context.get("user"))
     return {
         "links": links,
+        "role": role,
         "workers_url": reverse("persistence:workers"),
+        "audit_url": reverse("persistence:audit"),
+        "users_url": reverse("persistence:users") if role == "admin" else "",
         "stores": names,
         "current": current,
         "request": request,

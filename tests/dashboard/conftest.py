@@ -36,9 +36,19 @@ def store(configure: Callable[..., StatePersistence]) -> StatePersistence:
     return configure()
 
 
+def with_role(user: Any, role: str) -> Any:
+    """Put ``user`` in the role's group (the groups come from a data migration)."""
+    from django.contrib.auth.models import Group
+
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 @pytest.fixture
 def user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user(username="ops", password="pw-123-secret")
+    """An operator: the dashboard's tests change states."""
+    created = django_user_model.objects.create_user(username="ops", password="pw-123-secret")
+    return with_role(created, "operator")
 
 
 @pytest.fixture

@@ -17,7 +17,10 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def client(mem: Any) -> Client:
+    from django.contrib.auth.models import Group
+
     user = get_user_model().objects.create_user("operator")
+    user.groups.add(Group.objects.get(name="operator"))
     c = Client(enforce_csrf_checks=True, HTTP_HOST="localhost")
     c.force_login(user)
     return c

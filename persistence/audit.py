@@ -1,0 +1,189 @@
+"""The audit log: one AuditEntry row per audited action, written here and nowhere else.
+
+What is written, and when (docs/security.md has the table):
+
+- every dashboard mutation that reaches its service, by an authenticated user, writes exactly
+  one row: ``ok`` when it was done, ``denied`` when the user's role does not allow it (nothing
+  changed), ``error`` when it was allowed but failed (the exception is in ``details``);
+- every login attempt writes exactly one row: ``login_success``, ``login_failure``, or
+  ``login_locked`` for the attempt that trips django-axes' limit and every attempt during the
+  lockout (those answer 429);
+- requests refused before a view runs (not logged in, bad CSRF token, wrong method) and forms
+  with invalid input write nothing: no action was attempted.
+
+The client address is REMOTE_ADDR, or an X-Forwarded-For entry when STATEHUB_TRUSTED_PROXIES
+says how many proxies in front of us append to that header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+
+from persistence import roles
+from persistence.models import AuditEntry
+
+Action = AuditEntry.Action
+Outcome = AuditEntry.Outcome
+
+# The request being served, so services (which take a user, not a request) can record its
+# address; set by persistence.middleware.AuditContextMiddleware.
+current_request: ContextVar[HttpRequest | None] = ContextVar("statehub_request", default=None)
+_LOGIN_ROW = "_statehub_login_audit"
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's IP: REMOTE_ADDR, unless STATEHUB_TRUSTED_PROXIES proxies append to XFF."""
+    hops = int(getattr(settings, "STATEHUB_TRUSTED_PROXIES", 0) or 0)
+    remote = str(request.META.get("REMOTE_ADDR") or "")
+    if hops > 0:
+        chain = [
+            part.strip()
+            for part in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")
+            if part.strip()
+        ]
+        # Each trusted proxy appended the address it saw: the client is `hops` from the end.
+        if len(chain) >= hops:
+            return chain[-hops][:64]
+    return remote[:64]
+
+
+def record(
+    action: str,
+    *,
+    user: Any = None,
+    username: str | None = None,
+    outcome: str = Outcome.OK,
+    store: str = "",
+    state_id: str = "",
+    version: int | None = None,
+    reason: str = "",
+    details: dict[str, Any] | None = None,
+    request: HttpRequest | None = None,
+) -> AuditEntry:
+    """Write one row. ``user`` is the actor; ``username`` overrides its name (failed logins)."""
+    request = request if request is not None else current_request.get()
+    account = user if getattr(user, "is_authenticated", False) and user.pk else None
+    name = username if username is not None else (account.get_username() if account else "")
+    return AuditEntry.objects.create(
+        user=account,
+        username=str(name)[:150],
+        address=client_address(request) if request is not None else "",
+        action=action,
+        outcome=outcome,
+        store=str(store)[:200],
+        state_id=str(state_id)[:512],
+        version=version if version is None or version >= 0 else None,
+        reason=str(reason)[:2000],
+        details=details or {},
+    )
+
+
+@contextmanager
+def audited(action: str, user: Any, needed: roles.Role, **fields: Any) -> Iterator[dict[str, Any]]:
+    """Check the role and record the outcome of the block: exactly one row whatever happens.
+
+    Yields a dict the block may fill with details of what it did. A missing role records
+    ``denied`` and raises PermissionDenied; an exception from the block records ``error``
+    and propagates.
+    """
+    if not roles.has_role(user, needed):
+        record(
+            action,
+            user=user,
+            outcome=Outcome.DENIED,
+            details={"needed_role": needed, "role": roles.role_of(user)},
+            **fields,
+        )
+        raise PermissionDenied(f"{action} needs the {needed} role")
+    details: dict[str, Any] = {}
+    try:
+        yield details
+    except Exception as exc:
+        details["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+        record(action, user=user, outcome=Outcome.ERROR, details=details, **fields)
+        raise
+    record(action, user=user, details=details, **fields)
+
+
+def record_denied(
+    request: HttpRequest, action: str, needed: roles.Role, kwargs: dict[str, Any]
+) -> AuditEntry:
+    """The row of a POST refused by ``@require_role`` before it reached its service."""
+    post = request.POST
+    try:
+        version: int | None = int(post.get("version", ""))
+    except ValueError:
+        version = None
+    details: dict[str, Any] = {"needed_role": needed, "role": roles.role_of(request.user)}
+    if "task" in post:
+        details["task"] = post.get("task", "")[:64]
+    if "pk" in kwargs:
+        details["target_id"] = kwargs["pk"]
+    return record(
+        action,
+        user=request.user,
+        outcome=Outcome.DENIED,
+        store=kwargs.get("store") or post.get("store", ""),
+        state_id=kwargs.get("state_id", ""),
+        version=version,
+        reason=post.get("reason", ""),
+        details=details,
+        request=request,
+    )
+
+
+# ---------------------------------------------------------------------- logins
+
+
+def on_logged_in(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
+    record(Action.LOGIN_SUCCESS, user=user, request=request)
+
+
+def on_login_failed(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **_: Any
+) -> None:
+    """A failed attempt; one that axes locks out is recorded as ``login_locked`` instead."""
+    if request is not None and getattr(request, _LOGIN_ROW, None) is not None:
+        return
+    locked = bool(getattr(request, "axes_locked_out", False))
+    entry = record(
+        Action.LOGIN_LOCKED if locked else Action.LOGIN_FAILURE,
+        username=str(credentials.get("username") or ""),
+        outcome=Outcome.DENIED,
+        request=request,
+    )
+    if request is not None:
+        setattr(request, _LOGIN_ROW, entry)
+
+
+def on_locked_out(sender: Any, request: HttpRequest | None, username: Any, **_: Any) -> None:
+    """axes' lockout signal: turn this attempt's row into ``login_locked`` (or write it)."""
+    entry: AuditEntry | None = getattr(request, _LOGIN_ROW, None)
+    if entry is None:
+        entry = record(
+            Action.LOGIN_LOCKED,
+            username=str(username or ""),
+            outcome=Outcome.DENIED,
+            request=request,
+        )
+        if request is not None:
+            setattr(request, _LOGIN_ROW, entry)
+    elif entry.action != Action.LOGIN_LOCKED:
+        entry.action, entry.outcome = Action.LOGIN_LOCKED, Outcome.DENIED
+        entry.save(update_fields=["action", "outcome"])
+
+
+def connect_signals() -> None:
+    from axes.signals import user_locked_out
+    from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+    user_logged_in.connect(on_logged_in, dispatch_uid="statehub-audit-login")
+    user_login_failed.connect(on_login_failed, dispatch_uid="statehub-audit-login-failed")
+    user_locked_out.connect(on_locked_out, dispatch_uid="statehub-audit-locked")

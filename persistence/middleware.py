@@ -1,0 +1,60 @@
+"""Security middleware of the dashboard: the Content-Security-Policy header and the audit context.
+
+Django 5.2 has no CSP support of its own. The policy comes from the STATEHUB_CSP setting (a
+mapping of directive -> list of sources) and is sent on every response that has none yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from persistence import audit
+
+DEFAULT_CSP: dict[str, list[str]] = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'none'"],
+}
+
+
+def csp_header() -> str:
+    policy = getattr(settings, "STATEHUB_CSP", None) or DEFAULT_CSP
+    return "; ".join(f"{name} {' '.join(sources)}".strip() for name, sources in policy.items())
+
+
+class SecurityHeadersMiddleware:
+    """Content-Security-Policy and Permissions-Policy on every response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", csp_header())
+        response.headers.setdefault(
+            "Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"
+        )
+        return response
+
+
+class AuditContextMiddleware:
+    """Make the current request known to persistence.audit (for the client address)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        token = audit.current_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            audit.current_request.reset(token)

@@ -1,0 +1,90 @@
+"""Dashboard roles: viewer < operator < admin, as Django groups of the same names.
+
+- viewer: reads everything (states, diffs, tags, stats, checkpoints, workers, audit log);
+- operator: viewer + rollback, delete a version or a state, Run now;
+- admin: operator + user management. Superusers are admins.
+
+An active account in none of the groups has no role and no access: every dashboard page
+answers 403 with a page that says so (an admin gives it a role on the Users page).
+The check is made in every view (``@require_role``) and again in the services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, Literal, cast
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+_CACHE = "_statehub_role"
+
+
+def role_of(user: Any) -> Role | None:
+    """The user's highest role, or None (anonymous, inactive, or in no role group)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return None
+    if user.is_superuser:
+        return "admin"
+    cached = getattr(user, _CACHE, False)
+    if cached is not False:
+        return cast("Role | None", cached)
+    names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+    role = next((r for r in reversed(ROLES) if r in names), None)
+    setattr(user, _CACHE, role)
+    return role
+
+
+def forget(user: Any) -> None:
+    """Drop the role cached on this user object (after its groups changed)."""
+    if hasattr(user, _CACHE):
+        delattr(user, _CACHE)
+
+
+def has_role(user: Any, needed: Role) -> bool:
+    role = role_of(user)
+    return role is not None and ROLES.index(role) >= ROLES.index(needed)
+
+
+def check(user: Any, needed: Role) -> None:
+    """Raise PermissionDenied unless ``user`` has ``needed`` (or a higher role)."""
+    if not has_role(user, needed):
+        raise PermissionDenied(f"this needs the {needed} role")
+
+
+def forbidden(request: HttpRequest, needed: Role) -> HttpResponse:
+    """The 403 page: what the user's role is and what the page needs."""
+    role = role_of(request.user)
+    response = render(request, "403.html", {"needed": needed, "role": role}, status=403)
+    response["X-Statehub-Message"] = (
+        f"Forbidden: this needs the {needed} role"
+        if role
+        else "Forbidden: your account has no role yet; ask an admin"
+    )
+    return response
+
+
+def require_role(
+    needed: Role, *, action: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Answer 403 unless the user has ``needed``; a refused POST of ``action`` is audited."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            if not has_role(request.user, needed):
+                if action and request.method == "POST":
+                    from persistence import audit
+
+                    audit.record_denied(request, action, needed, kwargs)
+                return forbidden(request, needed)
+            return view(request, *args, **kwargs)
+
+        wrapper.statehub_role = needed  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
