@@ -42,23 +42,25 @@ from persistence.types import CompressionType, StateSummary, from_timestamp
 
 SEP = "\x1f"  # validation forbids control characters in ids, tags and write ids
 _BSEP = b"\x1f"
+_LATEST = ["cur", "exp", "F", "M", "T"]  # the fields a load of the latest version reads
 _LUA_DIR = Path(__file__).with_name("redis_lua")
-_COMMON = (_LUA_DIR / "common.lua").read_text()
 
 
-def _script(name: str) -> tuple[str, str]:
-    text = _COMMON + (_LUA_DIR / f"{name}.lua").read_text()
+def _script(*parts: str) -> tuple[str, str]:
+    """(sha1, text) of the script made of ``redis_lua/<part>.lua`` files, in order."""
+    text = "".join((_LUA_DIR / f"{part}.lua").read_text() for part in parts)
     return hashlib.sha1(text.encode()).hexdigest(), text
 
 
-SAVE = _script("save")
-READ = _script("read")
-VERSIONS = _script("versions")
-DELETE = _script("delete")
-SELECT = _script("select")
-MAINTAIN = _script("maintain")
-CHECKPOINT = _script("checkpoint")
-COUNTS = _script("counts")
+# Reads carry only the small common prelude: its cost is paid on every call.
+SAVE = _script("common", "writes", "save")
+READ = _script("common", "read")
+VERSIONS = _script("common", "versions")
+DELETE = _script("common", "writes", "delete")
+SELECT = _script("common", "select")
+MAINTAIN = _script("common", "writes", "maintain")
+CHECKPOINT = _script("common", "writes", "checkpoint")
+COUNTS = _script("common", "writes", "counts")
 
 
 def _translate_error(exc: RedisError, *, sent_write: bool = False) -> PersistenceError:
@@ -160,8 +162,14 @@ class RedisStatePersistence(StatePersistence):
     ) -> Any:
         sha, text = script
         command = ("EVALSHA", sha, len(keys), *keys, self.namespace, repr(now), *args)
-        with _boundary():  # nothing is sent until a connection is ready
+        return self._send(command, script=text, write=write)
+
+    def _send(self, command: tuple[Any, ...], *, script: str = "", write: bool = False) -> Any:
+        """One command, one round trip, driver errors translated; pool overhead kept minimal."""
+        try:
             conn = self._pool.get_connection()
+        except RedisError as exc:  # nothing was sent: the server is just unreachable
+            raise _translate_error(exc) from exc
         io: _Connection = conn
         try:
             try:
@@ -169,7 +177,7 @@ class RedisStatePersistence(StatePersistence):
                 return io.read_response()
             except NoScriptError:
                 # Redis restarted or its script cache was flushed; the script did not run.
-                io.send_command("SCRIPT", "LOAD", text)
+                io.send_command("SCRIPT", "LOAD", script)
                 io.read_response()
                 io.send_command(*command)
                 return io.read_response()
@@ -258,23 +266,34 @@ class RedisStatePersistence(StatePersistence):
     # -- reads
 
     def _read(self, state_id: str, version: int | None, now: float) -> ReadResult:
-        (found,) = self._eval(READ, [self._key("h", state_id)], now, [version or 0])
+        if version is None:  # the hot path: a plain HMGET costs less than any script
+            reply = self._send(("HMGET", self._key("h", state_id), *_LATEST))
+            row = self._latest(state_id, reply, now)
+            return ReadResult(row)
+        (found,) = self._eval(READ, [self._key("h", state_id)], now, [version])
         if not found:
             return ReadResult(None)
         if len(found) == 1:
             return ReadResult(None, int(found[0]))
         return ReadResult(self._row(state_id, *found[1:]), int(found[0]))
 
+    def _latest(self, state_id: str, reply: list[bytes | None], now: float) -> VersionRow | None:
+        cur, exp, frame, meta, tags = reply
+        if cur is None or meta is None or (exp and float(exp) <= now):
+            return None
+        return self._row(state_id, cur, exp or b"", frame, meta, tags)
+
     def _read_many(self, state_ids: Sequence[str], now: float) -> dict[str, VersionRow]:
-        if not state_ids:
-            return {}
-        keys = [self._key("h", sid) for sid in state_ids]
-        replies = self._eval(READ, keys, now, [0])
-        return {
-            sid: self._row(sid, *found[1:])
-            for sid, found in zip(state_ids, replies, strict=True)
-            if len(found) > 1
+        with _boundary():
+            pipe = self._client.pipeline(transaction=False)
+            for sid in state_ids:
+                pipe.hmget(self._key("h", sid), _LATEST)
+            replies = pipe.execute()
+        rows = {
+            sid: self._latest(sid, reply, now)
+            for sid, reply in zip(state_ids, replies, strict=True)
         }
+        return {sid: row for sid, row in rows.items() if row is not None}
 
     def _versions(self, state_id: str, now: float) -> list[VersionRow]:
         keys = [self._key("h", state_id), self._key("z", state_id)]
@@ -334,7 +353,7 @@ class RedisStatePersistence(StatePersistence):
         flat = self._select("page", order, prefix, tags, match, after, limit, now)
         out = []
         for i in range(0, len(flat), 2):
-            cur, count, created, size, orig, comp, exp, _, _, tags = flat[i + 1].split(_BSEP, 9)
+            cur, count, created, size, orig, comp, exp, _, _, joined = flat[i + 1].split(_BSEP, 9)
             out.append(
                 StateSummary(
                     state_id=flat[i].decode(),
@@ -344,7 +363,7 @@ class RedisStatePersistence(StatePersistence):
                     size_bytes=int(size),
                     original_size=int(orig),
                     compression_type=CompressionType(comp.decode()),
-                    tags=_tags(tags),
+                    tags=_tags(joined),
                     expires_at=from_timestamp(float(exp)) if exp else None,
                 )
             )
@@ -446,11 +465,17 @@ class RedisStatePersistence(StatePersistence):
     # -- for tests that damage stored bytes on purpose (tests/corruption.py)
 
     def _test_read_frame(self, state_id: str, version: int) -> bytes:
-        frame: bytes = self._command("HGET", self._key("h", state_id), f"f{version}")
+        frame: bytes = self._command(
+            "HGET", self._key("h", state_id), self._frame(state_id, version)
+        )
         return frame
 
     def _test_write_frame(self, state_id: str, version: int, frame: bytes) -> None:
-        self._client.hset(self._key("h", state_id), f"f{version}", frame)
+        self._command("HSET", self._key("h", state_id), self._frame(state_id, version), frame)
+
+    def _frame(self, state_id: str, version: int) -> str:
+        cur = self._command("HGET", self._key("h", state_id), "cur")
+        return "F" if cur == str(version).encode() else f"f{version}"
 
 
 def _checkpoint(checkpoint_id: str, state_id: str, frame: bytes, packed: bytes) -> CheckpointRow:

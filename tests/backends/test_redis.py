@@ -73,46 +73,69 @@ def state_keys(raw: redis.Redis, namespace: str) -> dict[str, list[bytes]]:
 # ---------------------------------------------------------------- one round trip
 
 
-def commands_of(raw: redis.Redis, client_name: str, action: Callable[[], object]) -> list[str]:
-    """The commands one named client sends while ``action`` runs, seen through MONITOR.
+def round_trips(
+    raw: redis.Redis, client_name: str, action: Callable[[], object]
+) -> tuple[int, list[str]]:
+    """How many times the store wrote to its socket while ``action`` ran, and the commands
+    the server executed for it (seen through MONITOR, so script-internal calls are left out).
 
-    Filtering on the client's address keeps other tests' traffic out; a marker sent last by
-    another connection tells when everything the action did has been seen."""
+    MONITOR is filtered on the store's own address, which keeps other tests' traffic out; a
+    marker sent last by another connection tells when everything has been seen."""
     line = next(c for c in raw.client_list() if c["name"] == client_name)
     host, port = line["addr"].rsplit(":", 1)
     marker = f"end-{uuid.uuid4().hex}"
     seen: list[str] = []
+    sends = 0
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(conn: Any, command: Any, check_health: bool = True) -> None:
+        nonlocal sends
+        sends += 1
+        original(conn, command, check_health)
+
     with raw.monitor() as monitor:
-        action()
+        redis.connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+        try:
+            action()
+        finally:
+            redis.connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
         raw.echo(marker)
         while True:
             entry = monitor.next_command()
             if marker in entry["command"]:
-                return seen
+                return sends, seen
             if (entry["client_address"], entry["client_port"]) == (host, port):
                 seen.append(entry["command"].split(" ", 1)[0].upper())
 
 
-def test_save_and_load_are_one_round_trip_each(open_redis, raw: redis.Redis) -> None:
+def test_every_call_is_one_round_trip(open_redis, raw: redis.Redis) -> None:
     name = f"rt-{uuid.uuid4().hex[:8]}"
     store = open_redis(redis_options={"client_name": name, "max_connections": 1})
     store.save_with_metadata({"warm": True}, "warm-up")  # connects and loads the scripts
     state = {"messages": [{"role": "user", "text": "hi" * 50}] * 5}
-    saved = commands_of(
-        raw, name, lambda: store.save_with_metadata(state, "s", tags=["a", "b"], ttl_seconds=60)
+    one_script = (1, ["EVALSHA"])
+    assert (
+        round_trips(
+            raw, name, lambda: store.save_with_metadata(state, "s", tags=["a", "b"], ttl_seconds=60)
+        )
+        == one_script
     )
-    loaded = commands_of(raw, name, lambda: store.load_with_metadata("s"))
-    many = commands_of(raw, name, lambda: store.load_many(["s", "warm-up", "missing"]))
-    batch = commands_of(
-        raw,
-        name,
-        lambda: store.save_many(
-            [{"state_id": f"b{i}", "state": state, "tags": ["x"]} for i in range(20)]
-        ),
-    )
-    page = commands_of(raw, name, lambda: store.page_states(tags=["x"], order="-updated"))
-    search = commands_of(raw, name, lambda: store.search_by_tags(["a", "b"]))
-    assert saved == loaded == many == batch == page == search == ["EVALSHA"]
+    batch = [{"state_id": f"b{i}", "state": state, "tags": ["x"]} for i in range(20)]
+    assert round_trips(raw, name, lambda: store.save_many(batch)) == one_script
+    # Loading the latest version needs no script at all, only one HMGET.
+    assert round_trips(raw, name, lambda: store.load_with_metadata("s")) == (1, ["HMGET"])
+    assert round_trips(raw, name, lambda: store.load_with_metadata("s", version=1)) == one_script
+    assert round_trips(raw, name, lambda: store.load_many(["s", "warm-up", "missing"])) == (
+        1,
+        ["HMGET"] * 3,
+    )  # pipelined
+    for action in (
+        lambda: store.page_states(tags=["x"], order="-updated"),
+        lambda: store.search_by_tags(["a", "b"]),
+        lambda: store.list_versions("s"),
+        lambda: store.delete_version("s", 1),
+    ):
+        assert round_trips(raw, name, action) == one_script
 
 
 # ---------------------------------------------------------------- layout

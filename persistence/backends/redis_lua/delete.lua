@@ -23,7 +23,12 @@ else
   local size, orig, _, _, wid = meta_fields(m)
   redis.call('HDEL', h, 'f' .. v, 'm' .. v, 't' .. v, 'w:' .. wid)
   redis.call('ZREM', z, v)
-  if v == f[1] then redis.call('HSET', h, 'cur', redis.call('ZRANGE', z, -1, -1)[1]) end
+  if v == f[1] then  -- the previous version becomes the latest: its frame moves to F
+    local cur = redis.call('ZRANGE', z, -1, -1)[1]
+    local r = redis.call('HMGET', h, 'f' .. cur, 'm' .. cur, 't' .. cur)
+    redis.call('HSET', h, 'cur', cur, 'F', r[1], 'M', r[2], 'T', r[3])
+    redis.call('HDEL', h, 'f' .. cur)
+  end
   delta.versions = delta.versions - 1
   delta.stored = delta.stored - size
   delta.original = delta.original - orig

@@ -1,4 +1,5 @@
--- Read the latest (or ARGV[3]) version of each state in KEYS (h keys). Per key: {} when the
+-- Read version ARGV[3] ('0': the latest) of each state in KEYS (h keys); a plain HMGET of
+-- cur, exp, F, M, T does for the latest alone. Per key: {} when the
 -- state is missing or expired, {pb} when the version is missing, else
 -- {pb, version, expires_at, frame, packed metadata, tags}.
 local out = {}
@@ -8,7 +9,7 @@ for i, h in ipairs(KEYS) do
     out[i] = {}
   else
     local v = ARGV[3] ~= '0' and ARGV[3] or f[1]
-    local r = redis.call('HMGET', h, 'f' .. v, 'm' .. v, 't' .. v)
+    local r = redis.call('HMGET', h, v == f[1] and 'F' or 'f' .. v, 'm' .. v, 't' .. v)
     if r[2] then
       out[i] = {f[3] or '0', v, f[2] or '', r[1], r[2], r[3]}
     else

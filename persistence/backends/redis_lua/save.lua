@@ -13,9 +13,9 @@ for i = 1, n do  -- plan: read each state once, decide every version number, wri
   if not st then
     local f = redis.call('HMGET', h, 'last', 'exp', 'cur')
     if f[3] and live(f[2]) then
-      st = {live = true, last = f[1], cur = f[3], exp = f[2] or ''}
+      st = {live = true, last = f[1], cur = f[3], stored = f[3], exp = f[2] or ''}
     else
-      st = {live = false, last = '0', cur = false, exp = ''}
+      st = {live = false, last = '0', cur = false, stored = false, exp = ''}
     end
     -- Earlier writes of this batch may prune versions a write id points at: `maxdrop` is
     -- how far pruning has eaten into the versions stored before the batch (negative: none).
@@ -71,10 +71,18 @@ for i = 1, n do
   else
     local v, meta = p.v, ARGV[a + 8]
     local size, orig = meta_fields(meta)
-    redis.call('ZADD', z, v, v)
     local keep = tonumber(ARGV[a + 3])
+    -- The latest frame lives in F (and its metadata also in M, T) so that a load is one
+    -- HMGET; the frame it replaces moves to its numbered field unless pruning drops it now.
+    local fields = {'F', ARGV[a + 7], 'M', meta, 'T', p.tags, 'm' .. v, meta, 't' .. v, p.tags,
+                    'last', v, 'cur', v}
+    local prev = st.stored and keep ~= 1 and redis.call('HGET', h, 'F')
+    if prev then
+      fields[#fields + 1] = 'f' .. st.stored
+      fields[#fields + 1] = prev
+    end
+    redis.call('ZADD', z, v, v)
     local _, sb, ob, pb, count = drop_oldest(h, z, keep > 0 and keep or math.huge)
-    local fields = {'f' .. v, ARGV[a + 7], 'm' .. v, meta, 't' .. v, p.tags, 'last', v, 'cur', v}
     if wid ~= '' then fields[#fields + 1] = 'w:' .. wid; fields[#fields + 1] = v end
     if exp ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = exp end
     if pb then fields[#fields + 1] = 'pb'; fields[#fields + 1] = pb end
@@ -98,7 +106,7 @@ for i = 1, n do
       redis.call('PERSIST', h)
       redis.call('PERSIST', z)
     end
-    st.live, st.exp = true, exp
+    st.live, st.exp, st.stored = true, exp, v
     out[i] = {v, exp, false, p.tags}
   end
 end
