@@ -24,8 +24,9 @@ class Command(BaseCommand):
     help = "Migrate, create the first admin, seed demo data, start a worker with beat, serve."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("addrport", nargs="?", default=os.environ.get(
-            "STATEHUB_ADDR", "127.0.0.1:8000"))
+        parser.add_argument(
+            "addrport", nargs="?", default=os.environ.get("STATEHUB_ADDR", "127.0.0.1:8000")
+        )
         parser.add_argument("--no-worker", action="store_true", help="do not start Celery")
         parser.add_argument("--no-demo", action="store_true", help="do not seed demo data")
 
@@ -37,9 +38,13 @@ class Command(BaseCommand):
             store = conf.get_store()
             if next(iter(store.list_states(page_size=1)), None) is None:
                 count = demo.seed(store)
-                self.stdout.write(f"Seeded {count} demo states into store '{conf.default_store_name()}'.")
+                self.stdout.write(
+                    f"Seeded {count} demo states into store '{conf.default_store_name()}'."
+                )
         worker = None if options["no_worker"] else self._start_worker()
-        self.stdout.write(self.style.SUCCESS(f"\nstatehub dashboard: http://{options['addrport']}/"))
+        self.stdout.write(
+            self.style.SUCCESS(f"\nstatehub dashboard: http://{options['addrport']}/")
+        )
         self.stdout.write(f"Log in as {login}\n")
         try:
             call_command("runserver", options["addrport"], use_reloader=False)
@@ -73,16 +78,25 @@ class Command(BaseCommand):
         from statehub.celery import app
 
         command = [
-            sys.executable, "-m", "celery", "-A", "statehub", "worker", "--beat",
-            "--loglevel=INFO", "--concurrency=1",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "statehub",
+            "worker",
+            "--beat",
+            "--loglevel=INFO",
+            "--concurrency=1",
             f"--schedule={settings.DATA_DIR / 'celerybeat-schedule'}",
         ]
         # Reading the config also creates the filesystem broker's folders (statehub.celery).
         broker = app.conf.broker_url.split("://", 1)[0]
-        self.stdout.write(f"Starting a Celery worker with beat on the {broker} broker: "
-                          + " ".join(command[2:]))
+        self.stdout.write(
+            f"Starting a Celery worker with beat on the {broker} broker: " + " ".join(command[2:])
+        )
         worker = subprocess.Popen(
-            command, cwd=settings.BASE_DIR,
+            command,
+            cwd=settings.BASE_DIR,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         atexit.register(_stop_worker, worker)
