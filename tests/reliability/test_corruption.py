@@ -27,8 +27,6 @@ from tests.conftest import BACKENDS
 from tests.corruption import read_frame, write_frame
 from tests.reliability._support import fresh_where, opened
 
-pytestmark = pytest.mark.xdist_group("corruption")
-
 MAX_LOAD_SECONDS = 2.0  # "no hang": a refused load is as quick as a good one
 
 

@@ -62,7 +62,7 @@ json_values = st.recursive(
         st.dictionaries(st.text(st.characters(exclude_categories=("Cs",)), max_size=8), inner,
                         max_size=5),
     ),
-    max_leaves=20,
+    max_leaves=10,
 )  # fmt: skip
 states = st.dictionaries(st.text(st.characters(exclude_categories=("Cs",)), max_size=8),
                          json_values, max_size=6)  # fmt: skip
