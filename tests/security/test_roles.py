@@ -1,0 +1,171 @@
+"""Roles: what each may do, through the UI (buttons hidden) and by crafted POSTs (403, nothing
+written but the denied audit row); user management and the last-admin rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+
+from persistence import roles, services
+from persistence.models import AuditEntry
+from tests.security.conftest import STATE_ID, client_for, make_user
+
+pytestmark = pytest.mark.django_db
+STATE_URL = "/s/default/state/agent/one%20x"
+
+
+def test_role_of(accounts: dict[str, Any], django_user_model: Any) -> None:
+    assert [roles.role_of(accounts[r]) for r in ("norole", "viewer", "operator", "admin")] == [
+        None,
+        "viewer",
+        "operator",
+        "admin",
+    ]
+    assert roles.role_of(django_user_model.objects.create_superuser("su", password="x")) == "admin"
+    accounts["admin"].is_active = False
+    assert roles.role_of(accounts["admin"]) is None
+
+
+def test_viewer_sees_no_buttons_and_cannot_change_anything(
+    accounts: dict[str, Any], store: Any
+) -> None:
+    viewer = client_for(accounts["viewer"])
+    html = viewer.get(f"{STATE_URL}?v=1").content.decode()
+    assert "✓ verified" in html
+    for hidden in ("/rollback/", "/delete-version/", "/delete/", "Users</a>"):
+        assert hidden not in html, hidden
+    assert "Run now</button>" not in viewer.get("/workers/").content.decode()
+    assert "Roll back to" not in viewer.get("/s/default/diff/agent/one%20x").content.decode()
+    before = [m.version for m in store.list_versions(STATE_ID)]
+    posts = {
+        "/s/default/rollback/agent/one%20x": ("rollback", {"version": "1"}),
+        "/s/default/delete-version/agent/one%20x": ("delete_version", {"version": "1"}),
+        "/s/default/delete/agent/one%20x": ("delete_state", {}),
+        "/workers/run/": ("run_worker", {"store": "default", "task": "purge_expired"}),
+        "/users/new/": ("user_create", {"username": "x", "role": "admin"}),
+        f"/users/{accounts['viewer'].pk}/role/": ("user_role", {"role": "admin"}),
+    }
+    for url, (action, data) in posts.items():
+        assert viewer.post(url, data).status_code == 403, url
+        entry = AuditEntry.objects.latest("id")
+        assert (entry.action, entry.outcome, entry.username) == (action, "denied", "vera")
+    assert [m.version for m in store.list_versions(STATE_ID)] == before
+    assert AuditEntry.objects.filter(outcome="ok").exclude(action="login_success").count() == 0
+    assert roles.role_of(get_user_model().objects.get(username="vera")) == "viewer"
+
+
+def test_operator_rolls_back_but_cannot_manage_users(accounts: dict[str, Any], store: Any) -> None:
+    operator = client_for(accounts["operator"])
+    html = operator.get(f"{STATE_URL}?v=1").content.decode()
+    assert "Roll back to v1" in html and "Delete state" in html and "Users</a>" not in html
+    response = operator.post(
+        "/s/default/rollback/agent/one%20x", {"version": "1", "reason": "bad deploy"}
+    )
+    assert response.status_code == 302
+    assert store.load_with_metadata(STATE_ID)[0] == {"step": 1}
+    entry = AuditEntry.objects.latest("id")
+    assert (entry.action, entry.outcome, entry.store, entry.state_id, entry.version) == (
+        "rollback",
+        "ok",
+        "default",
+        STATE_ID,
+        1,
+    )
+    assert entry.reason == "bad deploy" and entry.details == {"new_version": 4}
+    assert entry.address == "127.0.0.1"
+    assert operator.get("/users/").status_code == 403
+    assert operator.post("/users/new/", {"username": "x", "role": "viewer"}).status_code == 403
+    assert not get_user_model().objects.filter(username="x").exists()
+
+
+def test_services_check_roles_too(accounts: dict[str, Any], store: Any) -> None:
+    with pytest.raises(PermissionDenied):
+        services.delete_state(store, accounts["viewer"], STATE_ID, store_name="default")
+    assert store.list_versions(STATE_ID)
+    assert AuditEntry.objects.filter(action="delete_state", outcome="denied").count() == 1
+
+
+def test_admin_manages_users(accounts: dict[str, Any]) -> None:
+    admin = client_for(accounts["admin"])
+    html = admin.get("/users/").content.decode()
+    assert "Users</a>" in html and "otto" in html
+    response = admin.post("/users/new/", {"username": "newbie", "email": "", "role": "operator"})
+    html = response.content.decode()
+    assert response.status_code == 200 and "One-time set-password link" in html
+    newbie = get_user_model().objects.get(username="newbie")
+    assert roles.role_of(newbie) == "operator" and not newbie.has_usable_password()
+    link = html.split('readonly value="', 1)[1].split('"', 1)[0].replace("http://testserver", "")
+    assert "One-time" not in admin.get("/users/").content.decode()  # shown once
+
+    # The link sets the password once.
+    anonymous = client_for(None)
+    form_url = anonymous.get(link)["Location"]
+    new_password = "a-Long-new-pass-913"
+    done = anonymous.post(form_url, {"new_password1": new_password, "new_password2": new_password})
+    assert done.status_code == 302
+    newbie.refresh_from_db()
+    assert newbie.check_password(new_password)
+    assert b"no longer works" in client_for(None).get(link, follow=True).content
+
+    otto = accounts["operator"]
+    assert admin.post(f"/users/{otto.pk}/role/", {"role": "viewer"}).status_code == 302
+    assert roles.role_of(get_user_model().objects.get(pk=otto.pk)) == "viewer"
+    assert admin.post(f"/users/{otto.pk}/deactivate/").status_code == 302
+    otto.refresh_from_db()
+    assert not otto.is_active
+    assert client_for(otto).get("/s/default/").status_code == 302  # its session is over
+    assert admin.post(f"/users/{otto.pk}/reactivate/").status_code == 302
+    reset = admin.post(f"/users/{otto.pk}/password/")
+    assert b"One-time set-password link for otto" in reset.content
+    otto.refresh_from_db()
+    assert not otto.has_usable_password()
+    actions = list(
+        AuditEntry.objects.exclude(action="login_success")
+        .order_by("id")
+        .values_list("action", "outcome")
+    )
+    assert actions == [
+        ("user_create", "ok"),
+        ("user_role", "ok"),
+        ("user_deactivate", "ok"),
+        ("user_reactivate", "ok"),
+        ("password_reset", "ok"),
+    ]
+
+
+def test_last_admin_cannot_be_demoted_or_deactivated(accounts: dict[str, Any]) -> None:
+    ada = accounts["admin"]
+    admin = client_for(ada)
+    assert admin.post(f"/users/{ada.pk}/role/", {"role": "operator"}).status_code == 302
+    assert admin.post(f"/users/{ada.pk}/deactivate/").status_code == 302
+    ada.refresh_from_db()
+    assert ada.is_active and roles.role_of(ada) == "admin"
+    assert "last active admin" in admin.get("/users/").content.decode()
+    with pytest.raises(services.LastAdminError):
+        services.deactivate_user(ada, ada)
+    rows = list(
+        AuditEntry.objects.filter(outcome="error").order_by("id").values_list("action", flat=True)
+    )
+    assert rows == ["user_role", "user_deactivate", "user_deactivate"]
+
+    # With a second admin, the first may step down.
+    second = make_user("bea", "admin")
+    services.set_role(ada, ada, "operator")
+    assert roles.role_of(get_user_model().objects.get(pk=ada.pk)) == "operator"
+    with pytest.raises(services.LastAdminError):
+        services.set_role(second, second, "viewer")
+
+
+def test_no_role_gets_a_clear_403_page(accounts: dict[str, Any], store: Any) -> None:
+    response = client_for(accounts["norole"]).get("/s/default/")
+    assert response.status_code == 403
+    assert b"has no role yet" in response.content
+
+
+def test_inactive_superuser_is_not_an_admin(django_user_model: Any) -> None:
+    su = django_user_model.objects.create_superuser("root", password="x")
+    su.is_active = False
+    assert not roles.has_role(su, "viewer")
