@@ -24,11 +24,11 @@ pytestmark = pytest.mark.django_db
 
 EXCLUDED_NAMESPACES = {"admin": "Django admin: own staff-only check, see test_admin_site"}
 
-A, N, V, _O, _D = ROLES  # anonymous, norole, viewer, operator, admin
+A, N, V, OP, AD = ROLES  # anonymous, norole, viewer, operator, admin
 
 
 def by_role(anonymous: int, norole: int, viewer: int, operator: int, admin: int) -> dict:
-    return {A: anonymous, N: norole, V: viewer, O: operator, D: admin}
+    return {A: anonymous, N: norole, V: viewer, OP: operator, AD: admin}
 
 
 READ = by_role(302, 403, 200, 200, 200)  # anonymous: redirected to the login page
