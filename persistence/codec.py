@@ -38,6 +38,7 @@ _INT_RANGE = (-(2**63), 2**64 - 1)
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_THRESHOLD = 128
+_INFLATE_STEP = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ def loads(data: bytes) -> Any:
     return orjson.loads(data)
 
 
-def checksum(data: bytes) -> str:
+def checksum(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -107,7 +108,7 @@ def decode(frame: bytes, expected_checksum: str, *, max_bytes: int = DEFAULT_MAX
         raise StateIntegrityError(f"stored JSON is malformed: {exc}") from exc
 
 
-def unframe(frame: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def unframe(frame: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | bytearray:
     """The serialized bytes inside a frame, decompressed within the recorded length."""
     if len(frame) < _HEADER.size:
         raise StateIntegrityError(f"frame is truncated ({len(frame)} bytes)")
@@ -138,16 +139,26 @@ def _compress(kind: CompressionType, data: bytes) -> bytes:
     return zlib.compress(data, 6)
 
 
-def _decompress(kind: CompressionType, payload: memoryview, length: int) -> bytes:
+def _decompress(kind: CompressionType, payload: memoryview, length: int) -> bytes | bytearray:
     if kind is CompressionType.NONE:
         return bytes(payload)
     if kind is CompressionType.LZ4:
         return bytes(lz4.block.decompress(payload, uncompressed_size=length))
+    # Inflate in steps into a buffer of the recorded size: the peak stays near that size,
+    # where one big decompress() would grow (and copy) its output up to twice over.
+    out = bytearray(length)
     inflater = zlib.decompressobj()
-    data = inflater.decompress(payload, length + 1)  # one byte more reveals a longer stream
-    if inflater.unconsumed_tail or not inflater.eof:
+    pos, tail = 0, bytes(payload)
+    while tail and not inflater.eof:
+        chunk = inflater.decompress(tail, _INFLATE_STEP)
+        if pos + len(chunk) > length:
+            raise ValueError("zlib stream inflates past the recorded length")
+        out[pos : pos + len(chunk)] = chunk
+        pos += len(chunk)
+        tail = inflater.unconsumed_tail
+    if pos != length or not inflater.eof or tail:
         raise ValueError("zlib stream is longer or shorter than recorded")
-    return data
+    return out
 
 
 def _explain(value: Any, path: str) -> str | None:
