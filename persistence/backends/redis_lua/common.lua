@@ -6,7 +6,7 @@
 --       F instead of f<n>, and M, T repeat its m<n>, t<n>: a load is one HMGET, no script.
 --   N:{..}:z:<id>   zset of kept versions       N:{..}:c:<id>  checkpoints (never expire)
 --   N:{_}:ids (lex) upd (updated_at) exp (expires_at) nv (version count) sum (id -> summary)
---   N:{_}:t:<tag> (set of ids) tags (tag -> -count) stats (running counters) cp (cid -> id)
+--   N:{_}:t:<tag> (ids, lex) tags (tag -> -count) stats (running counters) cp (cid -> id)
 -- Packed metadata: size US orig US created US compression US checksum US ttl US wid US json
 -- Summary: cur US count US created US size US orig US comp US exp US sb US ob US tags
 -- (tags joined by US; sb and ob total the bytes of the kept versions)

@@ -13,26 +13,33 @@ if v == '' then
   flush()
   return existed and 1 or 0
 end
-local f = redis.call('HMGET', h, 'cur', 'exp')
-if not f[1] or not live(f[2]) then return 0 end
+local old = state_of(redis.call('HMGET', h, unpack(STATE)), true)
+if not old.cur or not live(old.exp) then return 0 end
 local m = redis.call('HGET', h, 'm' .. v)
 if not m then return 0 end
-if redis.call('ZCARD', z) == 1 then
+if old.n == 1 then
   wipe(sid, h, z)
 else
   local size, orig, _, _, wid = meta_fields(m)
   redis.call('HDEL', h, 'f' .. v, 'm' .. v, 't' .. v, 'w:' .. wid)
   redis.call('ZREM', z, v)
-  if v == f[1] then  -- the previous version becomes the latest: its frame moves to F
-    local cur = redis.call('ZRANGE', z, -1, -1)[1]
-    local r = redis.call('HMGET', h, 'f' .. cur, 'm' .. cur, 't' .. cur)
-    redis.call('HSET', h, 'cur', cur, 'F', r[1], 'M', r[2], 'T', r[3])
-    redis.call('HDEL', h, 'f' .. cur)
-  end
   delta.versions = delta.versions - 1
   delta.stored = delta.stored - size
   delta.original = delta.original - orig
-  reindex_latest(sid, h, z, -size, -orig)
+  local s = state_of({old.cur, old.exp, old.n - 1, old.sb - size, old.ob - orig, old.tags,
+                      old.meta})
+  local fields = {'n', s.n, 'sb', s.sb, 'ob', s.ob}
+  if v == old.cur then  -- the previous version becomes the latest: its frame moves to F
+    s.cur = redis.call('ZRANGE', z, -1, -1)[1]
+    local r = redis.call('HMGET', h, 'f' .. s.cur, 'm' .. s.cur, 't' .. s.cur)
+    s.meta, s.tags = r[2], r[3]
+    for _, x in ipairs({'cur', s.cur, 'F', r[1], 'M', r[2], 'T', r[3]}) do
+      fields[#fields + 1] = x
+    end
+    redis.call('HDEL', h, 'f' .. s.cur)
+  end
+  redis.call('HSET', h, unpack(fields))
+  reindex(sid, s, old)
 end
 flush()
 return 1

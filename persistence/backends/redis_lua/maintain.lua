@@ -25,10 +25,14 @@ else
     if redis.call('EXISTS', h) == 0 then
       wipe(sid, h, z)  -- Redis expired it: only its index entries were left
     else
-      local dropped, sb, ob, pb = drop_oldest(h, z, keep)
-      if pb then redis.call('HSET', h, 'pb', pb) end
-      reindex_latest(sid, h, z, -sb, -ob)
-      done = done + dropped
+      local old = state_of(redis.call('HMGET', h, unpack(STATE)), true)
+      if old.n > keep then
+        local sb, ob, pb = drop(h, z, old.n - keep)
+        local s = state_of({old.cur, old.exp, keep, old.sb - sb, old.ob - ob, old.tags, old.meta})
+        redis.call('HSET', h, 'pb', pb, 'n', s.n, 'sb', s.sb, 'ob', s.ob)
+        reindex(sid, s, old)
+        done = done + old.n - keep
+      end
     end
   end
 end

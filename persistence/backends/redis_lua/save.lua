@@ -11,11 +11,12 @@ for i = 1, n do  -- plan: read each state once, decide every version number, wri
   local h = KEYS[2 * i - 1]
   local st = states[sid]
   if not st then
-    local f = redis.call('HMGET', h, 'last', 'exp', 'cur')
-    if f[3] and live(f[2]) then
-      st = {live = true, last = f[1], cur = f[3], stored = f[3], exp = f[2] or ''}
-    else
-      st = {live = false, last = '0', cur = false, stored = false, exp = ''}
+    local f = redis.call('HMGET', h, 'last', 'F', unpack(STATE))
+    if f[3] and live(f[4]) then
+      st = state_of({unpack(f, 3)}, true)
+      st.live, st.last, st.F = true, f[1], f[2]
+    else  -- new or expired: it starts afresh, after wipe() below
+      st = {live = false, last = '0', n = 0, sb = 0, ob = 0, exp = '', tags = '', cur = false}
     end
     -- Earlier writes of this batch may prune versions a write id points at: `maxdrop` is
     -- how far pruning has eaten into the versions stored before the batch (negative: none).
@@ -43,10 +44,8 @@ for i = 1, n do  -- plan: read each state once, decide every version number, wri
     end
     local v = ver ~= '0' and ver or inc(st.last)
     local tags = ARGV[a + 9]
-    if ARGV[a + 4] == '1' then
-      tags = st.tags or (st.cur and redis.call('HGET', h, 't' .. st.cur)) or ''
-    end
-    st.last, st.cur, st.tags = v, v, tags
+    if ARGV[a + 4] == '1' then tags = st.ptags or st.tags end  -- T mirrors the latest's
+    st.last, st.ptags = v, tags
     if wid ~= '' then st.wids[wid] = {st.writes, v} end
     st.writes = st.writes + 1
     local keep = tonumber(ARGV[a + 3])
@@ -76,22 +75,28 @@ for i = 1, n do
     -- HMGET; the frame it replaces moves to its numbered field unless pruning drops it now.
     local fields = {'F', ARGV[a + 7], 'M', meta, 'T', p.tags, 'm' .. v, meta, 't' .. v, p.tags,
                     'last', v, 'cur', v}
-    local prev = st.stored and keep ~= 1 and redis.call('HGET', h, 'F')
-    if prev then
-      fields[#fields + 1] = 'f' .. st.stored
-      fields[#fields + 1] = prev
+    if st.cur and st.F and keep ~= 1 then
+      fields[#fields + 1] = 'f' .. st.cur
+      fields[#fields + 1] = st.F
     end
     redis.call('ZADD', z, v, v)
-    local _, sb, ob, pb, count = drop_oldest(h, z, keep > 0 and keep or math.huge)
+    local s = {cur = v, exp = exp, n = st.n + 1, sb = st.sb + size, ob = st.ob + orig,
+               tags = p.tags, meta = meta}
+    if keep > 0 and s.n > keep then
+      local sb, ob, pb = drop(h, z, s.n - keep)
+      s.n, s.sb, s.ob = keep, s.sb - sb, s.ob - ob
+      fields[#fields + 1] = 'pb'
+      fields[#fields + 1] = pb
+    end
+    for _, x in ipairs({'n', s.n, 'sb', s.sb, 'ob', s.ob}) do fields[#fields + 1] = x end
     if wid ~= '' then fields[#fields + 1] = 'w:' .. wid; fields[#fields + 1] = v end
     if exp ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = exp end
-    if pb then fields[#fields + 1] = 'pb'; fields[#fields + 1] = pb end
     redis.call('HSET', h, unpack(fields))
     if exp == '' and st.exp ~= '' then redis.call('HDEL', h, 'exp') end
     delta.versions = delta.versions + 1
     delta.stored = delta.stored + size
     delta.original = delta.original + orig
-    reindex(sid, v, meta, p.tags, exp, count, size - sb, orig - ob)
+    reindex(sid, s, st)
     -- Native expiry lets Redis reclaim the space itself. Reads compare expires_at with the
     -- store clock; the server expires no earlier than that and never before the TTL has run
     -- on its own clock, so a store clock behind the server's cannot lose live data.
@@ -106,7 +111,8 @@ for i = 1, n do
       redis.call('PERSIST', h)
       redis.call('PERSIST', z)
     end
-    st.live, st.exp, st.stored = true, exp, v
+    st.live, st.indexed, st.cur, st.F, st.exp = true, true, v, ARGV[a + 7], exp
+    st.n, st.sb, st.ob, st.tags = s.n, s.sb, s.ob, p.tags
     out[i] = {v, exp, false, p.tags}
   end
 end

@@ -14,18 +14,20 @@ local Z = by_time and G .. 'upd' or G .. 'ids'
 local tagcheck = #tags > 0
 
 if #tags > 0 then
-  -- Either intersect the tag sets with the order index (cost ~ the tag sets' size), or walk
-  -- the order index and test membership (cost ~ limit / selectivity): whichever is cheaper.
   local total = math.max(redis.call('ZCARD', Z), 1)
-  local small, sum = math.huge, 0
+  local small, smallest, sum, hits = math.huge, nil, 0, total
   for _, key in ipairs(tags) do
-    local card = redis.call('SCARD', key)
-    small, sum = math.min(small, card), sum + card
+    local card = redis.call('ZCARD', key)
+    if card < small then small, smallest = card, key end
+    sum, hits = sum + card, hits * card / total  -- "all": as if tags were independent
   end
-  local hits = match == 'all' and small or sum
-  if hits == 0 then return {} end
-  local merge = match == 'all' and small * #tags or sum * 2
-  if merge <= limit * total / hits * 2 then
+  if match == 'any' then hits = math.min(sum, total) end
+  if sum == 0 or (match == 'all' and small == 0) then return {} end
+  if match == 'all' and not by_time then
+    Z = smallest  -- tag indexes are lex-ordered too: walk the smallest, test the others
+  elseif (match == 'all' and small * #tags or sum * 2) <= limit * total / math.max(hits, 1) then
+    -- Merging the tag indexes into the order index (cost ~ their size) is cheaper than
+    -- walking the order index and testing membership (cost ~ limit / selectivity).
     local tmp = G .. 'tmp'
     if match == 'all' then  -- weights 1, 0, 0...: the order index's scores survive
       local args = {tmp, #tags + 1, Z}
@@ -49,7 +51,9 @@ local function accept(sid)
   if not live(exp) or (prefix ~= '' and string.sub(sid, 1, #prefix) ~= prefix) then return nil end
   if tagcheck then
     local found = 0
-    for _, key in ipairs(tags) do found = found + redis.call('SISMEMBER', key, sid) end
+    for _, key in ipairs(tags) do
+      if redis.call('ZSCORE', key, sid) then found = found + 1 end
+    end
     if found == 0 or (match == 'all' and found < #tags) then return nil end
   end
   if mode == 'ids' then return {sid} end

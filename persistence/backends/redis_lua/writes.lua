@@ -35,12 +35,12 @@ local function retag(sid, old, new)  -- joined tag strings; counts in `tags` are
   for _, tag in ipairs(split(old)) do gone[tag] = true end
   for _, tag in ipairs(split(new)) do
     if gone[tag] then gone[tag] = nil
-    elseif redis.call('SADD', G .. 't:' .. tag, sid) == 1 then
+    elseif redis.call('ZADD', G .. 't:' .. tag, 0, sid) == 1 then
       redis.call('ZINCRBY', G .. 'tags', -1, tag)
     end
   end
   for tag in pairs(gone) do
-    if redis.call('SREM', G .. 't:' .. tag, sid) == 1 then
+    if redis.call('ZREM', G .. 't:' .. tag, sid) == 1 then
       if tonumber(redis.call('ZINCRBY', G .. 'tags', 1, tag)) >= 0 then
         redis.call('ZREM', G .. 'tags', tag)
       end
@@ -73,41 +73,32 @@ local function wipe(sid, h, z)
   return s ~= false
 end
 
--- Write the state's summary and index entries for its latest version `cur`; ds/dor are the
--- changes to the state's stored/original byte totals since the summary was last written.
-local function reindex(sid, cur, meta, tags, exp, count, ds, dor)
-  local size, orig, created, comp = meta_fields(meta)
-  local old = redis.call('HGET', G .. 'sum', sid)
-  local sb, ob, oldexp, oldtags, oldcount = ds, dor, '', '', -1
-  if old then
-    local p = parse_sum(old)
-    sb, ob, oldexp, oldtags, oldcount = sb + p[8], ob + p[9], p[7], p[10], tonumber(p[2])
-  else
-    redis.call('ZADD', G .. 'ids', 0, sid)
-  end
-  if tags ~= oldtags then retag(sid, oldtags, tags) end
+-- The fields of h that describe the state as a whole; `old` is what the indexes last saw.
+local STATE = {'cur', 'exp', 'n', 'sb', 'ob', 'T', 'M'}
+local function state_of(f, indexed)
+  return {cur = f[1], exp = f[2] or '', n = tonumber(f[3]), sb = tonumber(f[4]),
+          ob = tonumber(f[5]), tags = f[6] or '', meta = f[7], indexed = indexed}
+end
+
+-- Write the summary and index entries of a state from its latest version, touching only the
+-- indexes that changed since `old` (a state_of table, or {} for a state not indexed yet).
+local function reindex(sid, s, old)
+  local size, orig, created, comp = meta_fields(s.meta)
+  if not old.indexed then redis.call('ZADD', G .. 'ids', 0, sid) end
+  if s.tags ~= (old.tags or '') then retag(sid, old.tags or '', s.tags) end
   redis.call('HSET', G .. 'sum', sid,
-             table.concat({cur, count, created, size, orig, comp, exp, sb, ob, tags}, SEP))
+             table.concat({s.cur, s.n, created, size, orig, comp, s.exp, s.sb, s.ob, s.tags}, SEP))
   redis.call('ZADD', G .. 'upd', created, sid)
-  if count ~= oldcount then redis.call('ZADD', G .. 'nv', count, sid) end
-  if exp ~= '' then redis.call('ZADD', G .. 'exp', exp, sid)
-  elseif oldexp ~= '' then redis.call('ZREM', G .. 'exp', sid) end
+  if s.n ~= old.n then redis.call('ZADD', G .. 'nv', s.n, sid) end
+  if s.exp ~= '' then redis.call('ZADD', G .. 'exp', s.exp, sid)
+  elseif (old.exp or '') ~= '' then redis.call('ZREM', G .. 'exp', sid) end
 end
 
-local function reindex_latest(sid, h, z, ds, dor)  -- after a delete or a prune
-  local f = redis.call('HMGET', h, 'cur', 'exp')
-  local r = redis.call('HMGET', h, 'm' .. f[1], 't' .. f[1])
-  reindex(sid, f[1], r[1], r[2], f[2] or '', redis.call('ZCARD', z), ds, dor)
-end
-
--- Drop versions past the newest `keep` (the caller stores the new pb it returns); returns
--- how many were dropped, their bytes, the oldest version kept and how many are kept.
-local function drop_oldest(h, z, keep)
-  local total = redis.call('ZCARD', z)
-  if total <= keep then return 0, 0, 0, false, total end
-  local old = redis.call('ZRANGE', z, 0, total - keep)  -- the dropped and the next one
+-- Drop the k oldest versions; returns their stored and original bytes and the oldest kept.
+local function drop(h, z, k)
+  local old = redis.call('ZRANGE', z, 0, k)  -- the dropped and the next one
   local sb, ob, dead = 0, 0, {}
-  for i = 1, total - keep do
+  for i = 1, k do
     local v = old[i]
     local size, orig, _, _, wid = meta_fields(redis.call('HGET', h, 'm' .. v))
     sb, ob = sb + size, ob + orig
@@ -117,9 +108,9 @@ local function drop_oldest(h, z, keep)
     if wid ~= '' then dead[#dead + 1] = 'w:' .. wid end
   end
   redis.call('HDEL', h, unpack(dead))
-  redis.call('ZREMRANGEBYRANK', z, 0, total - keep - 1)
-  delta.versions = delta.versions - (total - keep)
+  redis.call('ZREMRANGEBYRANK', z, 0, k - 1)
+  delta.versions = delta.versions - k
   delta.stored = delta.stored - sb
   delta.original = delta.original - ob
-  return total - keep, sb, ob, old[#old], keep
+  return sb, ob, old[k + 1]
 end
