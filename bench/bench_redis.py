@@ -1,4 +1,4 @@
-"""Benchmark the Redis backend against the raw driver in the same run: ``python bench/bench_redis.py``.
+"""Benchmark the Redis backend against the raw driver, in one run: ``python bench/bench_redis.py``.
 
 Part 1 times save / load / search / one listing page of a ~1.7 KB JSON state (LZ4, 3 tags)
 next to one raw EVALSHA of a 3-command script (SET + SADD + EXPIRE) and one raw GET, each the
@@ -25,9 +25,9 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from persistence import CompressionType  # noqa: E402
-from persistence.backends.memory import InMemoryStatePersistence  # noqa: E402
-from persistence.backends.redis import RedisStatePersistence  # noqa: E402
+from persistence import CompressionType
+from persistence.backends.memory import InMemoryStatePersistence
+from persistence.backends.redis import RedisStatePersistence
 
 URL = os.environ.get("STATEHUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECONDS = float(os.environ.get("STATEHUB_BENCH_SECONDS", "1.0"))  # per round
