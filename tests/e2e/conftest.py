@@ -90,6 +90,11 @@ def page(browser: Any, live_server: Any, admin_user: Any) -> Iterator[Any]:
     tab.set_default_timeout(10_000)
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The Content-Security-Policy must never have to block anything the dashboard itself sends.
+    tab.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     tab.goto(f"{live_server.url}/accounts/login/")
     tab.fill("#id_username", "admin")
     tab.fill("#id_password", PASSWORD)
@@ -98,7 +103,7 @@ def page(browser: Any, live_server: Any, admin_user: Any) -> Iterator[Any]:
     tab.base = live_server.url
     yield tab
     context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    assert not errors, f"JavaScript errors or CSP violations: {errors}"
 
 
 def seed(store: StatePersistence) -> None:
