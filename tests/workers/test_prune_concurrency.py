@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -37,6 +38,7 @@ def test_concurrent_saves_during_prune_lose_nothing(store_url: str, settings: An
                     sid = f"t{t}-s{i}"
                     meta = store.save_with_metadata({"t": t, "n": n}, sid)
                     written.setdefault(sid, []).append(meta.version)
+                time.sleep(0.002)  # yield, so prune batches interleave with the saves
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
