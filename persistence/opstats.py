@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 _WINDOW = 2048  # latencies kept per operation: enough for stable p99, bounded memory
@@ -21,20 +19,18 @@ class OperationStats:
         self._errors: dict[str, int] = {}
         self._latency: dict[str, deque[float]] = {}
 
-    @contextmanager
-    def timed(self, op: str) -> Iterator[None]:
-        start = time.perf_counter()
-        ok = False
-        try:
-            yield
-            ok = True
-        finally:
-            elapsed = time.perf_counter() - start
-            with self._lock:
-                self._calls[op] = self._calls.get(op, 0) + 1
-                if not ok:
-                    self._errors[op] = self._errors.get(op, 0) + 1
-                self._latency.setdefault(op, deque(maxlen=_WINDOW)).append(elapsed)
+    def timed(self, op: str) -> _Timer:
+        return _Timer(self, op)
+
+    def record(self, op: str, elapsed: float, *, ok: bool) -> None:
+        with self._lock:
+            self._calls[op] = self._calls.get(op, 0) + 1
+            if not ok:
+                self._errors[op] = self._errors.get(op, 0) + 1
+            latencies = self._latency.get(op)
+            if latencies is None:
+                latencies = self._latency[op] = deque(maxlen=_WINDOW)
+            latencies.append(elapsed)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """``{op: {calls, errors, p50_ms, p95_ms, p99_ms, max_ms}}`` over the recent window."""
@@ -54,6 +50,21 @@ class OperationStats:
             }
             for op, n, errors, lat in sorted(items)
         }
+
+
+class _Timer:
+    """Times one call (a class, not @contextmanager: this wraps every store operation)."""
+
+    __slots__ = ("_op", "_start", "_stats")
+
+    def __init__(self, stats: OperationStats, op: str) -> None:
+        self._stats, self._op = stats, op
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._stats.record(self._op, time.perf_counter() - self._start, ok=exc_type is None)
 
 
 def _pct(ordered: list[float], q: float) -> float:
