@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,12 @@ from persistence import (
     StatePersistence,
     VersionConflictError,
 )
+
+
+def run_coroutine(coro: Any) -> Any:
+    """asyncio.run in a thread of its own: a browser test may hold this thread's event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def test_quick_start(store: StatePersistence, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,8 +175,8 @@ def test_workflow_integration(store: StatePersistence, capsys) -> None:
         )
         return state
 
-    assert asyncio.run(stateful_workflow("42"))["step"] == 1
-    assert asyncio.run(stateful_workflow("42"))["step"] == 2
+    assert run_coroutine(stateful_workflow("42"))["step"] == 1
+    assert run_coroutine(stateful_workflow("42"))["step"] == 2
     out = capsys.readouterr().out
     assert "Starting new workflow" in out and "Resuming workflow from version 1" in out
 
