@@ -6,7 +6,8 @@ Targets (1.7 KB JSON state, LZ4, 3 tags):
 - save_with_metadata >= 0.6x one raw autocommitted INSERT of a similar row (bytea payload);
 - load_with_metadata >= 0.5x one raw SELECT by primary key;
 - loading the latest version of a state with 10,000 versions costs <= 1.2x one with 10;
-- search_by_tags and a page of page_states / list_states on 100,000 states < 20 ms each.
+- search_by_tags (also with 1,000 hits) and a page of page_states (also filtered by a tag on
+  0.1% of the states, as the dashboard asks for it) / list_states on 100,000 states < 20 ms each.
 Everything lives in a throwaway schema (bench_…) dropped at the end.
 """
 
@@ -182,6 +183,14 @@ def big_store(args: argparse.Namespace, schema: str) -> bool:
         ("page_states -updated", lambda: store.page_states(order="-updated", limit=50)),
         ("page_states tag filter", lambda: store.page_states(tags=["team-5"], limit=50)),
         (
+            "page_states rare tag (0.1%), newest",
+            lambda: store.page_states(tags=["shard-5"], order="-updated", limit=51),
+        ),
+        (
+            "page_states rare tag (0.1%), by id",
+            lambda: store.page_states(tags=["shard-5"], order="id", limit=51),
+        ),
+        (
             "page_states any of 2 tags",
             lambda: store.page_states(tags=["shard-1", "shard-2"], match="any", limit=50),
         ),
@@ -191,13 +200,17 @@ def big_store(args: argparse.Namespace, schema: str) -> bool:
             lambda: list(islice(store.list_states(prefix="run-005", page_size=500), 500)),
         ),
     ]
-    print(f"\nlisting and search on {args.states:,} states (median of 21, target < 20 ms)")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"\nlisting and search on {args.states:,} states (median of 21, target < 20 ms;"
+        f" load average {load} on {os.cpu_count()} CPUs)"
+    )
     ok = True
     for name, call in cases:
         samples = sorted(seconds_per_call(call, 1) for _ in range(21))
         ms = samples[10] * 1000
         ok &= ms < 20
-        print(f"  {name:<34}{ms:8.2f} ms  {'yes' if ms < 20 else 'NO'}")
+        print(f"  {name:<38}{ms:8.2f} ms  {'yes' if ms < 20 else 'NO'}")
     store.close()
     return ok
 

@@ -1,16 +1,17 @@
 """PostgreSQL backend: psycopg 3 through a connection pool, a save in one round trip.
 
-Layout (in the store's own schema, created and migrated by the store): ``states`` holds one row
-per state with its counters and the figures of its latest version (the listing reads only it);
-``versions`` holds every kept version; ``checkpoints`` the snapshots. State ids use the "C"
-collation, so the primary key serves prefix ranges and sorts in Python's code-point order.
+Layout (in the store's own schema, created and migrated by the store; the statements are in
+``postgres_sql``): ``states`` holds one row per state with its counters and every figure of its
+latest version but the payload, so listings and tag searches read only it; ``versions`` holds
+every kept version; ``checkpoints`` the snapshots. State ids use the "C" collation, so the
+primary key serves prefix ranges and sorts in Python's code-point order.
 
 A save is one pipeline (one round trip, one implicit transaction ended by the pipeline's Sync):
 
-1. ``_REVIVE``: if the state has expired, lock it and drop its old versions (it restarts at 1);
-2. ``_SAVE``: upsert the states row - the row lock serialises writers of one state and the
+1. ``REVIVE``: if the state has expired, lock it and drop its old versions (it restarts at 1);
+2. ``SAVE``: upsert the states row - the row lock serialises writers of one state and the
    ``ON CONFLICT ... WHERE`` refuses a stale explicit version - and insert the version;
-3. ``_TRIM``: drop versions past ``keep``. It is a statement of its own because under READ
+3. ``TRIM``: drop versions past ``keep``. It is a statement of its own because under READ
    COMMITTED each statement sees the versions committed before it, while one statement would
    only see those committed before it started (a writer it waited for would be missed).
 
@@ -36,6 +37,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import ConnectionPool
 
+from persistence.backends import postgres_sql as pg_sql
+from persistence.backends.postgres_sql import MIGRATIONS
 from persistence.errors import (
     BackendUnavailableError,
     OutcomeUnknownError,
@@ -54,327 +57,30 @@ from persistence.types import CompressionType, StateSummary
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 
-# Each entry is applied once, in order, and recorded in schema_version.
-MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
-    (
-        1,
-        (
-            """CREATE TABLE {schema}.states (
-            state_id text COLLATE "C" PRIMARY KEY,
-            last_version bigint NOT NULL,          -- highest version ever: never reused
-            latest_version bigint NOT NULL,        -- highest version kept
-            pruned_below bigint NOT NULL DEFAULT 0,
-            version_count integer NOT NULL,
-            stored_bytes bigint NOT NULL,
-            original_bytes bigint NOT NULL,
-            updated_at double precision NOT NULL,  -- rounded to the microsecond, see _micros
-            expires_at double precision,
-            tags text[] NOT NULL,
-            size_bytes integer NOT NULL,
-            original_size integer NOT NULL,
-            compression text NOT NULL)""",
-            "CREATE INDEX states_expires_at ON {schema}.states (expires_at)"
-            " WHERE expires_at IS NOT NULL",
-            "CREATE INDEX states_updated ON {schema}.states (updated_at, state_id)",
-            # No fast-update pending list: every search would scan it linearly until a vacuum.
-            "CREATE INDEX states_tags ON {schema}.states USING gin (tags) WITH (fastupdate = off)",
-            """CREATE TABLE {schema}.versions (
-            state_id text COLLATE "C" NOT NULL,
-            version bigint NOT NULL,
-            created_at double precision NOT NULL,
-            payload bytea NOT NULL,
-            size_bytes integer NOT NULL,
-            original_size integer NOT NULL,
-            compression text NOT NULL,
-            checksum text NOT NULL,
-            tags text[] NOT NULL,
-            ttl_seconds bigint,
-            metadata text NOT NULL,                -- the caller's JSON, kept byte for byte
-            write_id text,
-            PRIMARY KEY (state_id, version))""",
-            "CREATE UNIQUE INDEX versions_write_id ON {schema}.versions (state_id, write_id)"
-            " WHERE write_id IS NOT NULL",
-            """CREATE TABLE {schema}.checkpoints (
-            checkpoint_id text PRIMARY KEY,
-            seq bigint GENERATED ALWAYS AS IDENTITY,
-            state_id text COLLATE "C" NOT NULL,
-            created_at double precision NOT NULL,
-            payload bytea NOT NULL,
-            checksum text NOT NULL,
-            metadata text NOT NULL)""",
-            "CREATE INDEX checkpoints_state ON {schema}.checkpoints (state_id, created_at, seq)",
-        ),
-    ),
-]
-
-_SETUP = (
-    "CREATE SCHEMA IF NOT EXISTS {schema}",
-    "CREATE TABLE IF NOT EXISTS {schema}.schema_version ("
-    " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-)
-_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM {schema}.schema_version"
-_RECORD_VERSION = "INSERT INTO {schema}.schema_version (version) VALUES (%s)"
-
-_LIVE = "(s.expires_at IS NULL OR s.expires_at > %(now)s::float8)"
-# VersionRow's fields in order, read from versions v joined to states s.
-_ROW = (
-    "v.state_id, v.version, v.created_at, {payload}, v.size_bytes, v.original_size,"
-    " v.compression, v.checksum, v.tags, v.ttl_seconds, s.expires_at, v.metadata, v.write_id"
-)
-_FULL_ROW = _ROW.format(payload="v.payload")
-_META_ROW = _ROW.format(payload="''::bytea")
-
-_REVIVE = """
-WITH stale AS (
-    SELECT 1 FROM {schema}.states
-    WHERE state_id = %(sid)s AND expires_at <= %(now)s::float8 FOR UPDATE)
-DELETE FROM {schema}.versions WHERE state_id = %(sid)s AND EXISTS (SELECT FROM stale)"""
-
-_SAVE = (
-    """
-WITH dup AS (
-    SELECT """
-    + _META_ROW
-    + """
-    FROM {schema}.versions v JOIN {schema}.states s ON s.state_id = v.state_id
-    WHERE v.state_id = %(sid)s AND v.write_id = %(write_id)s::text AND """
-    + _LIVE
-    + """
-), st AS (
-    INSERT INTO {schema}.states AS s (state_id, last_version, latest_version, pruned_below,
-        version_count, stored_bytes, original_bytes, updated_at, expires_at, tags, size_bytes,
-        original_size, compression)
-    SELECT %(sid)s, n, n, 0, 1, %(size)s, %(orig)s, %(updated_at)s, %(expires_at)s,
-        %(tags)s::text[], %(size)s, %(orig)s, %(compression)s
-    FROM (VALUES (greatest(%(version)s::bigint, 1))) AS fresh (n)
-    WHERE NOT EXISTS (SELECT FROM dup)
-    ON CONFLICT (state_id) DO UPDATE SET
-        last_version = CASE WHEN s.expires_at <= %(now)s::float8 THEN excluded.last_version
-            ELSE greatest(%(version)s::bigint, s.last_version + 1) END,
-        latest_version = CASE WHEN s.expires_at <= %(now)s::float8 THEN excluded.last_version
-            ELSE greatest(%(version)s::bigint, s.last_version + 1) END,
-        pruned_below = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0 ELSE s.pruned_below END,
-        version_count = CASE WHEN s.expires_at <= %(now)s::float8 THEN 1
-            ELSE s.version_count + 1 END,
-        stored_bytes = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0
-            ELSE s.stored_bytes END + excluded.size_bytes,
-        original_bytes = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0
-            ELSE s.original_bytes END + excluded.original_size,
-        tags = CASE WHEN %(inherit)s AND NOT coalesce(s.expires_at <= %(now)s::float8, false)
-            THEN s.tags ELSE excluded.tags END,
-        updated_at = excluded.updated_at, expires_at = excluded.expires_at,
-        size_bytes = excluded.size_bytes, original_size = excluded.original_size,
-        compression = excluded.compression
-    WHERE s.expires_at <= %(now)s::float8 OR %(version)s::bigint = 0
-        OR s.last_version < %(version)s::bigint
-    RETURNING s.latest_version, s.tags
-), ins AS (
-    INSERT INTO {schema}.versions (state_id, version, created_at, payload, size_bytes,
-        original_size, compression, checksum, tags, ttl_seconds, metadata, write_id)
-    SELECT %(sid)s, (SELECT latest_version FROM st), %(created_at)s, %(payload)s, %(size)s,
-        %(orig)s, %(compression)s, %(checksum)s,
-        coalesce((SELECT tags FROM st), ARRAY[]::text[]), %(ttl)s, %(metadata)s,
-        %(write_id)s::text
-    WHERE NOT EXISTS (SELECT FROM dup)
-    RETURNING version, tags
-)
-SELECT version, tags, NULL::float8, NULL::integer, NULL::integer, NULL::text, NULL::text,
-    NULL::bigint, NULL::float8, NULL::text FROM ins
-UNION ALL
-SELECT version, tags, created_at, size_bytes, original_size, compression, checksum,
-    ttl_seconds, expires_at, metadata FROM dup"""
-)
-
-_TRIM = """
-WITH edge AS (
-    SELECT version FROM {schema}.versions WHERE state_id = %(sid)s
-    ORDER BY version DESC OFFSET %(skip)s LIMIT 1
-), gone AS (
-    DELETE FROM {schema}.versions v USING edge
-    WHERE v.state_id = %(sid)s AND v.version < edge.version
-    RETURNING v.size_bytes, v.original_size
-)
-UPDATE {schema}.states s SET version_count = s.version_count - g.n,
-    stored_bytes = s.stored_bytes - g.size, original_bytes = s.original_bytes - g.orig,
-    pruned_below = (SELECT version FROM edge)
-FROM (SELECT count(*) AS n, sum(size_bytes) AS size, sum(original_size) AS orig FROM gone) g
-WHERE s.state_id = %(sid)s AND g.n > 0"""
-
-_LAST_VERSIONS = (
-    """
-SELECT s.state_id, CASE WHEN """
-    + _LIVE
-    + """ THEN s.last_version ELSE 0 END
-FROM {schema}.states s WHERE s.state_id = ANY(%(ids)s::text[])"""
-)
-
-_READ = (
-    """
-SELECT """
-    + _FULL_ROW
-    + """, s.pruned_below
-FROM {schema}.states s LEFT JOIN {schema}.versions v
-    ON v.state_id = s.state_id AND v.version = coalesce(%(version)s::bigint, s.latest_version)
-WHERE s.state_id = %(sid)s AND """
-    + _LIVE
-)
-
-_READ_MANY = (
-    """
-SELECT """
-    + _FULL_ROW
-    + """
-FROM {schema}.states s JOIN {schema}.versions v
-    ON v.state_id = s.state_id AND v.version = s.latest_version
-WHERE s.state_id = ANY(%(ids)s::text[]) AND """
-    + _LIVE
-)
-
-_VERSIONS = (
-    """
-SELECT """
-    + _META_ROW
-    + """
-FROM {schema}.states s JOIN {schema}.versions v ON v.state_id = s.state_id
-WHERE s.state_id = %(sid)s AND """
-    + _LIVE
-    + " ORDER BY v.version"
-)
-
-_LOCK_LIVE = (
-    """
-SELECT version_count FROM {schema}.states s WHERE s.state_id = %(sid)s AND """
-    + _LIVE
-    + """
-FOR UPDATE"""
-)
-_DELETE_ONE = """
-DELETE FROM {schema}.versions WHERE state_id = %(sid)s AND version = %(version)s::bigint
-RETURNING size_bytes, original_size"""
-_NEW_LATEST = """
-SELECT version, created_at, tags, size_bytes, original_size, compression
-FROM {schema}.versions WHERE state_id = %(sid)s ORDER BY version DESC LIMIT 1"""
-_SET_LATEST = """
-UPDATE {schema}.states SET version_count = version_count - 1,
-    stored_bytes = stored_bytes - %(size)s, original_bytes = original_bytes - %(orig)s,
-    latest_version = %(version)s, updated_at = %(updated_at)s, tags = %(tags)s::text[],
-    size_bytes = %(new_size)s, original_size = %(new_orig)s, compression = %(compression)s
-WHERE state_id = %(sid)s"""
-_ONE_VERSION = " WHERE state_id = %(sid)s AND version = %(version)s"
-_FRAME = "SELECT payload FROM {schema}.versions" + _ONE_VERSION
-_SET_FRAME = "UPDATE {schema}.versions SET payload = %(payload)s" + _ONE_VERSION
-_DELETE_STATE_ROW = "DELETE FROM {schema}.states WHERE state_id = %(sid)s"
-_DELETE_VERSIONS = "DELETE FROM {schema}.versions WHERE state_id = %(sid)s"
-_DELETE_CHECKPOINTS = "DELETE FROM {schema}.checkpoints WHERE state_id = %(sid)s"
-
-# Listing: the filters and the keyset condition are composed per call from these pieces.
-_SUMMARY = (
-    """
-SELECT state_id, latest_version, version_count, updated_at, size_bytes, original_size,
-    compression, tags, expires_at
-FROM {schema}.states s WHERE """
-    + _LIVE
-)
-_PREFIX = " AND state_id >= %(low)s AND state_id LIKE %(pattern)s"
-_PREFIX_HIGH = " AND state_id < %(high)s"  # the range is what lets the primary key serve it
-_TAGS = {"all": " AND s.tags @> %(tags)s::text[]", "any": " AND s.tags && %(tags)s::text[]"}
-_ORDERS = {
-    "id": ("state_id", " AND state_id > %(after_id)s"),
-    "-id": ("state_id DESC", " AND state_id < %(after_id)s"),
-    "updated": (
-        "updated_at, state_id",
-        " AND (updated_at, state_id) > (%(after_key)s::float8, %(after_id)s)",
-    ),
-    "-updated": (
-        "updated_at DESC, state_id DESC",
-        " AND (updated_at, state_id) < (%(after_key)s::float8, %(after_id)s)",
-    ),
-}
-_LIST_IDS = "SELECT state_id FROM {schema}.states s WHERE " + _LIVE
-
-_SEARCH = (
-    """
-SELECT """
-    + _META_ROW
-    + """
-FROM {schema}.states s JOIN {schema}.versions v
-    ON v.state_id = s.state_id AND v.version = s.latest_version
-WHERE """
-    + _LIVE
-    + "{tags} ORDER BY s.state_id LIMIT %(limit)s"
-)
-
-_TAG_COUNTS = """
-SELECT tag, count(*) FROM {schema}.states, unnest(tags) AS tag
-GROUP BY tag ORDER BY count(*) DESC, tag COLLATE "C" LIMIT %(limit)s"""
-
-_PUT_CHECKPOINT = """
-INSERT INTO {schema}.checkpoints (checkpoint_id, state_id, created_at, payload, checksum, metadata)
-VALUES (%s, %s, %s, %s, %s, %s)"""
-_CHECKPOINT = (
-    "SELECT checkpoint_id, state_id, created_at, payload, checksum, metadata"
-    " FROM {schema}.checkpoints"
-)
-_GET_CHECKPOINT = _CHECKPOINT + " WHERE checkpoint_id = %s"
-_LIST_CHECKPOINTS = _CHECKPOINT + " WHERE state_id = %s ORDER BY created_at, seq"
-_DELETE_CHECKPOINT = "DELETE FROM {schema}.checkpoints WHERE checkpoint_id = %s"
-
-# Two purgers never wait for each other: each skips the states the other has locked.
-_PURGE = """
-WITH doomed AS (
-    SELECT state_id FROM {schema}.states WHERE expires_at <= %(now)s::float8
-    ORDER BY expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-), versions_gone AS (
-    DELETE FROM {schema}.versions v USING doomed d WHERE v.state_id = d.state_id
-), gone AS (
-    DELETE FROM {schema}.states s USING doomed d WHERE s.state_id = d.state_id RETURNING 1
-)
-SELECT count(*) FROM gone"""
-
-_PICK_OVERFULL = """
-SELECT state_id FROM {schema}.states WHERE version_count > %(keep)s
-ORDER BY state_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"""
-_PRUNE = """
-WITH ranked AS (
-    SELECT state_id, version,
-        row_number() OVER (PARTITION BY state_id ORDER BY version DESC) AS rank
-    FROM {schema}.versions WHERE state_id = ANY(%(ids)s::text[])
-), gone AS (
-    DELETE FROM {schema}.versions v USING ranked r
-    WHERE v.state_id = r.state_id AND v.version = r.version AND r.rank > %(keep)s
-    RETURNING v.state_id, v.size_bytes, v.original_size
-), totals AS (
-    SELECT state_id, count(*) AS n, sum(size_bytes) AS size, sum(original_size) AS orig
-    FROM gone GROUP BY state_id
-), fixed AS (
-    UPDATE {schema}.states s SET version_count = s.version_count - t.n,
-        stored_bytes = s.stored_bytes - t.size, original_bytes = s.original_bytes - t.orig,
-        pruned_below = (SELECT r.version FROM ranked r
-                        WHERE r.state_id = s.state_id AND r.rank = %(keep)s)
-    FROM totals t WHERE s.state_id = t.state_id
-)
-SELECT coalesce(sum(n), 0) FROM totals"""
-
-_COUNTS = (
-    """
-SELECT count(*), coalesce(sum(version_count), 0), coalesce(sum(stored_bytes), 0),
-    coalesce(sum(original_bytes), 0), (SELECT count(*) FROM {schema}.checkpoints)
-FROM {schema}.states s WHERE """
-    + _LIVE
-)
-
-_SERVER_INFO = """
-SELECT current_setting('server_version'), pg_database_size(current_database()),
-    (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),
-    (SELECT json_object_agg(t, pg_total_relation_size(format('%%I.%%I', %(schema)s::text, t)))
-     FROM unnest(ARRAY['states', 'versions', 'checkpoints']) AS t)"""
-
-
 # Every Python int goes out as a bigint: psycopg would otherwise pick int2/int4/int8 by value,
 # and each combination of parameter types is a prepared statement (and a Parse) of its own.
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_dumper(int, Int8Dumper)
 _ADAPTERS.register_dumper(int, Int8BinaryDumper)
+
+
+# How many states of the listing a tag-filtered page walks before it asks the GIN index instead
+# (see TAG_PAGE): a tag on more than 51 / _TAG_WALK of the states fills a page within the walk.
+_TAG_WALK = 8000
+
+# NEW_LATEST's columns, as SET_LATEST names them.
+_LATEST_FIGURES = (
+    "version",
+    "created_at",
+    "tags",
+    "new_size",
+    "new_orig",
+    "compression",
+    "checksum",
+    "ttl",
+    "metadata",
+    "write_id",
+)
 
 
 class _Retry(Exception):
@@ -440,15 +146,15 @@ class PostgresStatePersistence(StatePersistence):
         )
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [key])
-            for statement in _SETUP:
+            for statement in pg_sql.SETUP:
                 conn.execute(self._q(statement))
-            row = conn.execute(self._q(_SCHEMA_VERSION)).fetchone()
+            row = conn.execute(self._q(pg_sql.SCHEMA_VERSION)).fetchone()
             current = row[0] if row else 0
             for version, statements in MIGRATIONS:
                 if version > current:
                     for statement in statements:
                         conn.execute(self._q(statement))
-                    conn.execute(self._q(_RECORD_VERSION), [version])
+                    conn.execute(self._q(pg_sql.RECORD_VERSION), [version])
 
     # -- connections and errors
 
@@ -557,20 +263,9 @@ class PostgresStatePersistence(StatePersistence):
                 if latest is None:  # that was the last version: the state goes with it
                     conn.execute(q.delete_state_row, key)
                     return True
-                conn.execute(
-                    q.set_latest,
-                    {
-                        **key,
-                        "size": gone[0],
-                        "orig": gone[1],
-                        "version": latest[0],
-                        "updated_at": _micros(latest[1]),
-                        "tags": latest[2],
-                        "new_size": latest[3],
-                        "new_orig": latest[4],
-                        "compression": latest[5],
-                    },
-                )
+                figures = {**key, "size": gone[0], "orig": gone[1]}
+                figures.update(zip(_LATEST_FIGURES, latest, strict=True))
+                conn.execute(q.set_latest, {**figures, "updated_at": _micros(latest[1])})
                 return True
 
         return self._run(work, writes=True)
@@ -614,7 +309,7 @@ class PostgresStatePersistence(StatePersistence):
         return [_version_row(rec) for rec in recs]
 
     def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float) -> list[str]:
-        query, params = self._listing(_LIST_IDS, prefix, (), "all", "id", after, limit, now)
+        query, params = self._listing(pg_sql.LIST_IDS, prefix, (), "all", "id", after, limit, now)
         recs = self._run(lambda c: c.execute(query, params).fetchall())
         return [rec[0] for rec in recs]
 
@@ -629,12 +324,17 @@ class PostgresStatePersistence(StatePersistence):
         now: float,
     ) -> list[StateSummary]:
         cursor = None if after is None else after[1]
-        query, params = self._listing(_SUMMARY, prefix, tags, match, order, cursor, limit, now)
+        query, params = self._listing(
+            pg_sql.SUMMARY, prefix, tags, match, order, cursor, limit, now
+        )
         if after is not None and "updated" in order:
             if not isinstance(after[0], int | float):
                 raise ValueError("cursor does not belong to an 'updated' listing")
             params["after_key"] = float(after[0])
-        recs = self._run(lambda c: c.execute(query, params).fetchall())
+        # A tag or prefix filter is planned for its values, never by a generic prepared plan:
+        # a rare tag wants its GIN bitmap and a sort, a common one a walk of the ordered index.
+        prepare = False if tags or prefix is not None else None
+        recs = self._run(lambda c: c.execute(query, params, prepare=prepare).fetchall())
         return [_summary(rec) for rec in recs]
 
     def _listing(
@@ -649,6 +349,7 @@ class PostgresStatePersistence(StatePersistence):
         now: float,
     ) -> tuple[str, dict[str, Any]]:
         params: dict[str, Any] = {"now": now, "limit": limit, "tags": list(tags), "after_id": after}
+        params["budget"] = _TAG_WALK
         high = None
         if prefix is not None:
             params["low"], params["pattern"] = prefix, _like_prefix(prefix)
@@ -663,10 +364,15 @@ class PostgresStatePersistence(StatePersistence):
         )
         query = self._page_sql.get(key)
         if query is None:
-            by, keyset = _ORDERS[order]
-            text = base + (_PREFIX if prefix is not None else "")
-            text += (_PREFIX_HIGH if high is not None else "") + (_TAGS[match] if tags else "")
-            text += (keyset if after is not None else "") + f" ORDER BY {by} LIMIT %(limit)s"
+            by, keyset = pg_sql.ORDERS[order]
+            text = base + (pg_sql.PREFIX if prefix is not None else "")
+            text += pg_sql.PREFIX_HIGH if high is not None else ""
+            text += keyset if after is not None else ""
+            if tags:
+                text = pg_sql.TAG_PAGE.replace("{listing}", text).replace("{by}", by)
+                text = text.replace("{tags}", pg_sql.TAGS[match])
+            else:
+                text += f" ORDER BY {by} LIMIT %(limit)s"
             query = self._page_sql[key] = self._q(text)
         return query, params
 
@@ -677,7 +383,7 @@ class PostgresStatePersistence(StatePersistence):
         params = {"tags": list(tags), "limit": limit, "now": now}
         # Not prepared: a plan made for these tags can use their statistics (GIN or not).
         recs = self._run(lambda c: c.execute(query, params, prepare=False, binary=True).fetchall())
-        return [_version_row(rec) for rec in recs]
+        return [_latest_row(rec) for rec in recs]
 
     def _tag_counts(self, limit: int, now: float) -> list[tuple[str, int]]:
         recs = self._run(lambda c: c.execute(self._q.tag_counts, {"limit": limit}).fetchall())
@@ -783,39 +489,35 @@ class PostgresStatePersistence(StatePersistence):
 
 
 class _Queries:
-    """The module's SQL with the schema's quoted name filled in, rendered once per store."""
+    """The statements of ``postgres_sql`` with the schema's quoted name filled in, once."""
 
     def __init__(self, schema: str) -> None:
         self._schema = sql.Identifier(schema)
         render = self.__call__
-        self.revive, self.save, self.trim = render(_REVIVE), render(_SAVE), render(_TRIM)
-        self.last_versions = render(_LAST_VERSIONS)
-        self.read, self.read_many, self.versions = (
-            render(_READ),
-            render(_READ_MANY),
-            render(_VERSIONS),
+        self.revive, self.save, self.trim = (
+            render(pg_sql.REVIVE),
+            render(pg_sql.SAVE),
+            render(pg_sql.TRIM),
         )
-        self.lock_live, self.delete_one = render(_LOCK_LIVE), render(_DELETE_ONE)
-        self.new_latest, self.set_latest = render(_NEW_LATEST), render(_SET_LATEST)
-        self.frame, self.set_frame = render(_FRAME), render(_SET_FRAME)
-        self.delete_state_row = render(_DELETE_STATE_ROW)
-        self.delete_versions = render(_DELETE_VERSIONS)
-        self.delete_checkpoints = render(_DELETE_CHECKPOINTS)
-        self.search_all = render(_SEARCH.replace("{tags}", _TAGS["all"]))
-        self.search_any = render(_SEARCH.replace("{tags}", _TAGS["any"]))
-        self.tag_counts = render(_TAG_COUNTS)
-        self.put_checkpoint, self.get_checkpoint = (
-            render(_PUT_CHECKPOINT),
-            render(_GET_CHECKPOINT),
-        )
-        self.list_checkpoints = render(_LIST_CHECKPOINTS)
-        self.delete_checkpoint = render(_DELETE_CHECKPOINT)
-        self.purge, self.pick_overfull, self.prune = (
-            render(_PURGE),
-            render(_PICK_OVERFULL),
-            render(_PRUNE),
-        )
-        self.counts, self.server_info = render(_COUNTS), render(_SERVER_INFO)
+        self.last_versions = render(pg_sql.LAST_VERSIONS)
+        self.read, self.read_many = render(pg_sql.READ), render(pg_sql.READ_MANY)
+        self.versions = render(pg_sql.VERSIONS)
+        self.lock_live, self.delete_one = render(pg_sql.LOCK_LIVE), render(pg_sql.DELETE_ONE)
+        self.new_latest, self.set_latest = render(pg_sql.NEW_LATEST), render(pg_sql.SET_LATEST)
+        self.frame, self.set_frame = render(pg_sql.FRAME), render(pg_sql.SET_FRAME)
+        self.delete_state_row = render(pg_sql.DELETE_STATE_ROW)
+        self.delete_versions = render(pg_sql.DELETE_VERSIONS)
+        self.delete_checkpoints = render(pg_sql.DELETE_CHECKPOINTS)
+        self.search_all = render(pg_sql.SEARCH.replace("{tags}", pg_sql.TAGS["all"]))
+        self.search_any = render(pg_sql.SEARCH.replace("{tags}", pg_sql.TAGS["any"]))
+        self.tag_counts = render(pg_sql.TAG_COUNTS)
+        self.put_checkpoint = render(pg_sql.PUT_CHECKPOINT)
+        self.get_checkpoint = render(pg_sql.GET_CHECKPOINT)
+        self.list_checkpoints = render(pg_sql.LIST_CHECKPOINTS)
+        self.delete_checkpoint = render(pg_sql.DELETE_CHECKPOINT)
+        self.purge, self.prune = render(pg_sql.PURGE), render(pg_sql.PRUNE)
+        self.pick_overfull = render(pg_sql.PICK_OVERFULL)
+        self.counts, self.server_info = render(pg_sql.COUNTS), render(pg_sql.SERVER_INFO)
 
     def __call__(self, text: str) -> str:
         return sql.SQL(text).format(schema=self._schema).as_string(None)
@@ -876,7 +578,7 @@ def _save_params(request: WriteRequest, now: float) -> dict[str, Any]:
         "orig": row.original_size,
         "compression": row.compression,
         "checksum": row.checksum,
-        # A new state inherits no tags; an existing one keeps its own (see _SAVE).
+        # A new state inherits no tags; an existing one keeps its own (see SAVE).
         "tags": [] if request.inherit_tags else list(row.tags),
         "inherit": request.inherit_tags,
         "ttl": row.ttl_seconds,
@@ -939,6 +641,11 @@ def _version_row(rec: tuple[Any, ...]) -> VersionRow:
         rec[11],
         rec[12],
     )
+
+
+def _latest_row(rec: tuple[Any, ...]) -> VersionRow:
+    """A VersionRow without its frame from a states row (postgres_sql._LATEST_ROW)."""
+    return _version_row((*rec[:3], b"", *rec[3:]))
 
 
 def _summary(rec: tuple[Any, ...]) -> StateSummary:

@@ -314,3 +314,114 @@ def test_a_closed_store_raises_backend_unavailable(make_store: Factory) -> None:
     store.close()
     with pytest.raises(BackendUnavailableError):
         store.load_with_metadata("s")
+
+
+# The latest version's figures that states repeats (migration 2); they must always agree.
+_FIGURES = (
+    "created_at, size_bytes, original_size, compression, checksum, tags, ttl_seconds,"
+    " metadata, write_id"
+)
+
+
+def stale_figures(store: PostgresStatePersistence) -> list[Any]:
+    """States whose copy of the latest version's figures differs from that version."""
+    schema = f'"{store.schema}"'
+    query = (
+        f"SELECT s.state_id FROM {schema}.states s LEFT JOIN {schema}.versions v"
+        " ON v.state_id = s.state_id AND v.version = s.latest_version"
+        f" WHERE v.version IS NULL OR (s.{_FIGURES.replace(', ', ', s.')})"
+        f" IS DISTINCT FROM (v.{_FIGURES.replace(', ', ', v.')})"
+    )
+    with admin() as conn:
+        return [sid for (sid,) in conn.execute(query)]
+
+
+@on_postgres
+def test_states_keep_the_latest_versions_figures_through_every_write(
+    make_store: Factory, clock: FakeClock
+) -> None:
+    store = make_store(clock=clock, max_versions=3)
+    store.save_with_metadata({"v": 1}, "a", tags=["x"], ttl_seconds=60, metadata={"m": 1})
+    store.save_with_metadata({"v": 2}, "a", metadata={"m": 2}, write_id="w2")  # inherits tags
+    store.save_with_metadata({"v": 2}, "a", metadata={"m": 2}, write_id="w2")  # a retry
+    store.save_many([{"state_id": f"b{i}", "state": {"i": i}, "tags": ["y"]} for i in range(5)])
+    store.save_with_metadata({"v": 3}, "a", tags=["z"], metadata={"m": 3})
+    store.rollback("a", 2, metadata={"why": "test"})
+    assert store.delete_version("a", 4)  # the latest: version 3's figures come back
+    store.save_with_metadata({"v": 1}, "old", tags=["x"], ttl_seconds=10)
+    clock.advance(30)
+    store.save_with_metadata({"v": 9}, "old", tags=["w"], write_id="again")  # revived
+    assert stale_figures(store) == []
+    hits = store.search_by_tags(["z"])
+    assert hits == [store.load_with_metadata("a")[1]]  # type: ignore[index]
+    assert hits[0].version == 3 and hits[0].metadata == {"m": 3}
+
+
+@on_postgres
+def test_an_old_store_is_upgraded_with_the_latest_figures_in_states(make_store: Factory) -> None:
+    store = make_store(max_versions=None)
+    for n in range(3):
+        store.save_with_metadata(
+            {"n": n},
+            "a",
+            tags=["t", f"n{n}"],
+            ttl_seconds=3600,
+            metadata={"n": n},
+            write_id=f"w{n}",
+        )
+    store.save_many([{"state_id": f"b{i}", "state": {"i": i}, "tags": ["t"]} for i in range(20)])
+    before = store.search_by_tags(["t"])
+    assert len(before) == 21
+    store.close()
+    # Take the schema back to version 1, as a store written by an older release left it.
+    with admin() as conn:
+        conn.execute(
+            f'ALTER TABLE "{store.schema}".states DROP COLUMN created_at, DROP COLUMN checksum,'
+            " DROP COLUMN ttl_seconds, DROP COLUMN metadata, DROP COLUMN write_id"
+        )
+        conn.execute(f'DELETE FROM "{store.schema}".schema_version WHERE version > 1')
+    upgraded = make_store(where=store.schema, max_versions=None)
+    assert upgraded.search_by_tags(["t"]) == before
+    assert stale_figures(upgraded) == []
+    with admin() as conn:
+        recorded = conn.execute(f'SELECT version FROM "{store.schema}".schema_version').fetchall()
+    assert sorted(v for (v,) in recorded) == [version for version, _ in MIGRATIONS]
+
+
+@pytest.mark.slow
+@on_postgres
+def test_search_and_tag_pages_read_only_states_and_are_planned_per_tag(
+    make_store: Factory,
+) -> None:
+    store = make_store(min_size=1, max_size=1)
+    for start in range(0, 4000, 1000):
+        store.save_many(
+            [
+                {
+                    "state_id": f"s{i:05d}",
+                    "state": {"i": i},
+                    "tags": ["common"] + ["rare"] * (i == 7),
+                }
+                for i in range(start, start + 1000)
+            ]
+        )
+    with admin() as conn:
+        conn.execute(f'ANALYZE "{store.schema}".states, "{store.schema}".versions')
+        params = {"tags": ["rare"], "limit": 1000, "now": time.time()}
+        for query in (store._q.search_all, store._q.search_any):
+            (plan,) = conn.execute("EXPLAIN (FORMAT JSON) " + query, params).fetchone()
+            nodes = list(plan_nodes(plan[0]["Plan"]))
+            assert {n["Relation Name"] for n in nodes if "Relation Name" in n} == {"states"}
+            assert any(n.get("Index Name") == "states_tags" for n in nodes), nodes
+    # Many pages of a common tag must not leave a generic plan behind for a rare one.
+    for _ in range(12):
+        store.page_states(tags=["common"], order="-updated", limit=10)
+        store.page_states(prefix="s0", order="-updated", limit=10)
+    page = store.page_states(tags=["rare"], order="-updated", limit=10)
+    assert [s.state_id for s in page.items] == ["s00007"]
+    conn = store._pool.getconn()
+    try:
+        prepared = [s for (s,) in conn.execute("SELECT statement FROM pg_prepared_statements")]
+    finally:
+        store._pool.putconn(conn)
+    assert not [s for s in prepared if "tags @>" in s or "LIKE" in s]
