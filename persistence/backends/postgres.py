@@ -27,6 +27,7 @@ import select
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -592,21 +593,7 @@ def _saved_row(request: WriteRequest, rec: tuple[Any, ...]) -> VersionRow:
     row = request.row
     version, tags = rec[0], tuple(rec[1])
     if rec[2] is None:  # written now
-        return VersionRow(
-            row.state_id,
-            version,
-            row.created_at,
-            row.frame,
-            row.size_bytes,
-            row.original_size,
-            row.compression,
-            row.checksum,
-            tags,
-            row.ttl_seconds,
-            row.expires_at,
-            row.metadata,
-            row.write_id,
-        )
+        return replace(row, version=version, tags=tags)
     # A retry of a write_id already stored: the first attempt's version, as it was saved.
     return VersionRow(
         row.state_id,

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -298,21 +299,7 @@ class SQLiteStatePersistence(StatePersistence):
         if state is None or state[2] != tags_json:
             self._index_tags(conn, sid, orjson.loads(tags_json))
         tags = tuple(orjson.loads(tags_json))
-        return VersionRow(
-            sid,
-            version,
-            row.created_at,
-            row.frame,
-            row.size_bytes,
-            row.original_size,
-            row.compression,
-            row.checksum,
-            tags,
-            row.ttl_seconds,
-            row.expires_at,
-            row.metadata,
-            row.write_id,
-        )
+        return replace(row, version=version, tags=tags)
 
     @staticmethod
     def _index_tags(conn: sqlite3.Connection, sid: str, tags: list[str]) -> None:
