@@ -41,7 +41,7 @@ DEFAULT_THRESHOLD = 128
 _INFLATE_STEP = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every save, and frozen __init__ is far slower
 class Encoded:
     """A framed version ready to store, with the figures its metadata records."""
 

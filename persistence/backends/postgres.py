@@ -27,7 +27,6 @@ import select
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -592,8 +591,9 @@ def _save_params(request: WriteRequest, now: float) -> dict[str, Any]:
 def _saved_row(request: WriteRequest, rec: tuple[Any, ...]) -> VersionRow:
     row = request.row
     version, tags = rec[0], tuple(rec[1])
-    if rec[2] is None:  # written now
-        return replace(row, version=version, tags=tags)
+    if rec[2] is None:  # written now: complete the request's own row
+        row.version, row.tags = version, tags
+        return row
     # A retry of a write_id already stored: the first attempt's version, as it was saved.
     return VersionRow(
         row.state_id,

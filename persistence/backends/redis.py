@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -249,8 +248,11 @@ class RedisStatePersistence(StatePersistence):
         out = []
         for request, (version, exp, meta, tags) in zip(requests, reply, strict=True):
             if meta is None:  # written now
-                tag_tuple = _tags(tags) if request.inherit_tags else request.row.tags
-                out.append(replace(request.row, version=int(version), tags=tag_tuple))
+                row = request.row
+                row.version = int(version)
+                if request.inherit_tags:
+                    row.tags = _tags(tags)
+                out.append(row)
             else:  # a retry of a write_id: the version the first attempt wrote
                 out.append(self._row(request.state_id, version, exp, None, meta, tags))
         return out

@@ -13,9 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -104,12 +102,11 @@ SQL_INSERT_VERSION = """
 SQL_UPSERT_STATE = """
     INSERT INTO states (state_id, last_version, latest_version, version_count, pruned_below,
         updated_at, expires_at, tags)
-    VALUES (:sid, :version, :version, :count, :pruned_below, :now, :expires_at, :tags)
+    VALUES (:sid, :version, :version, :count, 0, :now, :expires_at, :tags)
     ON CONFLICT (state_id) DO UPDATE SET last_version = :version, latest_version = :version,
-        version_count = :count, pruned_below = :pruned_below, updated_at = :now,
-        expires_at = :expires_at, tags = :tags"""
-SQL_NTH_NEWEST = """
-    SELECT version FROM versions WHERE state_id = ? ORDER BY version DESC LIMIT 1 OFFSET ?"""
+        version_count = :count, updated_at = :now, expires_at = :expires_at, tags = :tags,
+        pruned_below = CASE WHEN :pruned THEN MAX(pruned_below,
+            (SELECT MIN(version) FROM versions WHERE state_id = :sid)) ELSE pruned_below END"""
 SQL_LIVE = "SELECT 1 FROM states WHERE state_id = ? AND (expires_at IS NULL OR expires_at > ?)"
 SQL_PRUNE_STATE = """
     DELETE FROM versions WHERE state_id = :sid AND version < (
@@ -183,27 +180,9 @@ class SQLiteStatePersistence(StatePersistence):
                 self._all.append(conn)
         return conn
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> _Transaction:
         """BEGIN IMMEDIATE ... COMMIT, retried while another process holds the write lock."""
-        conn = self._conn()
-        deadline = time.monotonic() + _LOCKED_RETRY_SECONDS
-        delay = 0.005
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if not _is_locked(exc) or time.monotonic() > deadline:
-                    raise BackendUnavailableError(f"SQLite {self.path}: {exc}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return _Transaction(self)
 
     def _query(self, sql: str, params: Any = ()) -> list[Any]:
         try:
@@ -241,14 +220,13 @@ class SQLiteStatePersistence(StatePersistence):
         row = request.row
         sid = row.state_id
         state = conn.execute(
-            "SELECT last_version, expires_at, tags, version_count, pruned_below FROM states "
-            "WHERE state_id = ?",
+            "SELECT last_version, expires_at, tags, version_count FROM states WHERE state_id = ?",
             (sid,),
         ).fetchone()
         if state is not None and state[1] is not None and state[1] <= now:
             self._remove_state(conn, sid)  # an expired state is absent: start afresh
             state = None
-        last, count, pruned_below = (0, 0, 0) if state is None else (state[0], state[3], state[4])
+        last, count = (0, 0) if state is None else (state[0], state[3])
         if row.write_id is not None and state is not None:
             found = conn.execute(
                 f"SELECT {_COLS} FROM versions v JOIN states s ON s.state_id = v.state_id "
@@ -279,30 +257,33 @@ class SQLiteStatePersistence(StatePersistence):
             ),
         )
         count += 1
-        # Prune only when over the limit: the common save then costs no extra statement.
-        if request.keep is not None and count > request.keep:
-            cutoff = conn.execute(SQL_NTH_NEWEST, (sid, request.keep - 1)).fetchone()[0]
-            conn.execute("DELETE FROM versions WHERE state_id = ? AND version < ?", (sid, cutoff))
-            count, pruned_below = request.keep, max(pruned_below, cutoff)
+        # Prune only when over the limit: the common save then costs no extra statement. The
+        # state row then takes the oldest kept version as pruned_below, in the upsert itself.
+        pruned = request.keep is not None and count > request.keep
+        if pruned:
+            conn.execute(SQL_PRUNE_STATE, {"sid": sid, "keep": request.keep})
+            count = request.keep
         conn.execute(
             SQL_UPSERT_STATE,
             {
                 "sid": sid,
                 "version": version,
                 "count": count,
-                "pruned_below": pruned_below,
+                "pruned": pruned,
                 "now": row.created_at,
                 "expires_at": row.expires_at,
                 "tags": tags_json,
             },
         )
+        if request.inherit_tags:
+            row.tags = tuple(orjson.loads(tags_json))
         if state is None or state[2] != tags_json:
-            self._index_tags(conn, sid, orjson.loads(tags_json))
-        tags = tuple(orjson.loads(tags_json))
-        return replace(row, version=version, tags=tags)
+            self._index_tags(conn, sid, row.tags)
+        row.version = version  # the request's row is this write's own: complete it in place
+        return row
 
     @staticmethod
-    def _index_tags(conn: sqlite3.Connection, sid: str, tags: list[str]) -> None:
+    def _index_tags(conn: sqlite3.Connection, sid: str, tags: Sequence[str]) -> None:
         conn.execute("DELETE FROM state_tags WHERE state_id = ?", (sid,))
         conn.executemany(
             "INSERT INTO state_tags (tag, state_id) VALUES (?, ?)", [(tag, sid) for tag in tags]
@@ -609,3 +590,39 @@ def _and(clauses: list[str]) -> str:
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
+
+
+class _Transaction:
+    """``with store._transaction() as conn``: BEGIN IMMEDIATE, then COMMIT or ROLLBACK.
+
+    A class rather than @contextmanager because it wraps every save: the generator machinery
+    cost more than the rest of the Python around the statements."""
+
+    __slots__ = ("_conn", "_store")
+
+    def __init__(self, store: SQLiteStatePersistence) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        conn = self._conn = self._store._conn()
+        deadline = time.monotonic() + _LOCKED_RETRY_SECONDS
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return conn
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc) or time.monotonic() > deadline:
+                    raise BackendUnavailableError(f"SQLite {self._store.path}: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        self._conn.execute("ROLLBACK")
