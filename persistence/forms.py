@@ -22,13 +22,15 @@ class AnyTagsField(forms.MultipleChoiceField):
 
 
 class StateFilterForm(forms.Form):
-    """The states page query: ``?q=prefix&tag=a&tag=b&match=any&order=-updated&cursor=…``."""
+    """The states page query: ``?q=prefix&tag=a&tag=b&match=any&order=-updated&cursor=…``
+    (or ``before=…`` for the page before)."""
 
     q = forms.CharField(required=False, max_length=256, strip=False)
     tag = AnyTagsField(required=False)
     match = forms.ChoiceField(choices=[("any", "any"), ("all", "all")], required=False)
     order = forms.ChoiceField(choices=ORDERS, required=False)
     cursor = forms.CharField(required=False, max_length=4096)
+    before = forms.CharField(required=False, max_length=4096)
 
     def clean_tag(self) -> list[str]:
         tags = [t.strip() for t in self.cleaned_data.get("tag") or [] if t and t.strip()]
@@ -44,7 +46,9 @@ class StateFilterForm(forms.Form):
             "tags": data.get("tag") or [],
             "match": data.get("match") or "any",
             "order": data.get("order") or "-updated",
+            # A link carries one of the two; should both come, the page after wins.
             "cursor": data.get("cursor") or None,
+            "before": None if data.get("cursor") else data.get("before") or None,
         }
 
 

@@ -50,6 +50,7 @@ def state_page(
     match: TagMatch = "any",
     order: StateOrder = "-updated",
     cursor: str | None = None,
+    before: str | None = None,
     limit: int = PAGE_SIZE,
 ) -> Page[StateRow]:
     """One page of the states listing; raises ValueError for a cursor the store did not issue."""
@@ -59,11 +60,12 @@ def state_page(
         match=match,
         order=order,
         cursor=cursor,
+        before=before,
         limit=limit,
     )
     now = store_now(store)
     rows = [StateRow(s, s.ttl_remaining(now)) for s in page.items]
-    return Page(items=rows, next_cursor=page.next_cursor)
+    return Page(items=rows, next_cursor=page.next_cursor, prev_cursor=page.prev_cursor)
 
 
 def tag_counts(store: StatePersistence, limit: int = 1000) -> list[tuple[str, int]]:

@@ -62,8 +62,9 @@ _SAVE_ITEM_KEYS = frozenset(
 
 
 # The internal records below are plain slotted dataclasses, not frozen ones: they are built on
-# every call, and a frozen dataclass's __init__ costs about fifteen times more. Treat them as
-# immutable all the same (use dataclasses.replace).
+# every call, and a frozen dataclass's __init__ costs about fifteen times more. Treat rows read
+# back as immutable; the one exception is a write's own request row, which the backend's
+# _write completes in place (its version and tags) and returns, saving a copy per save.
 
 
 @dataclass(slots=True)
@@ -265,7 +266,7 @@ class StatePersistence(ABC):
         if not isinstance(state, dict):
             raise TypeError(f"{field}state must be a dict, not {type(state).__name__}")
         encoded = self._encode(state, f"{field}state")
-        meta_json = codec.dumps(meta, field=f"{field}metadata")
+        meta_json = codec.dumps(meta, field=f"{field}metadata") if meta else b"{}"
         if len(meta_json) > check.MAX_METADATA_BYTES:
             raise ValueError(
                 f"{field}metadata is {len(meta_json)} bytes as JSON, "
@@ -385,32 +386,45 @@ class StatePersistence(ABC):
         match: TagMatch = "all",
         order: StateOrder = "id",
         cursor: str | None = None,
+        before: str | None = None,
         limit: int = 50,
     ) -> Page[StateSummary]:
-        """One page of state summaries for browsing, with the cursor of the next page.
+        """One page of state summaries for browsing, with the cursors of its neighbours.
 
         ``order`` is ``"id"`` / ``"-id"`` or ``"updated"`` / ``"-updated"`` (newest first).
-        Paging is by cursor, never by offset or count, so every page costs the same.
+        Pass a page's ``next_cursor`` as ``cursor`` for the page after it, or its
+        ``prev_cursor`` as ``before`` for the page before it. Paging is by cursor, never by
+        offset or count, so every page costs the same.
         """
         with self.op_stats.timed("page_states"):
             pre = None if prefix is None else check.text(prefix, "prefix", check.MAX_STATE_ID)
             tag_tuple = check.tags(tags)
             how = check.match(match)
-            if order not in ("id", "-id", "updated", "-updated"):
+            if order not in _REVERSED_ORDER:
                 raise ValueError(
                     f"order must be 'id', '-id', 'updated' or '-updated' (got {order!r})"
                 )
+            if cursor is not None and before is not None:
+                raise ValueError(
+                    "give cursor (the page after) or before (the page before), not both"
+                )
             size = check.limit(limit, "limit", 1000)
-            after = _decode_cursor(cursor)
-            items = self._page(pre, tag_tuple, how, order, after, size + 1, self.clock())
+            backward = before is not None
+            # The page before a cursor is the page after it in the opposite order, turned round.
+            run = _REVERSED_ORDER[order] if backward else order
+            after = _decode_cursor(before if backward else cursor)
+            items = self._page(pre, tag_tuple, how, run, after, size + 1, self.clock())
             more = len(items) > size
             items = items[:size]
-            next_cursor = None
-            if more and items:
-                last = items[-1]
-                key: Any = last.updated_at.timestamp() if "updated" in order else last.state_id
-                next_cursor = _encode_cursor(key, last.state_id)
-            return Page(items=items, next_cursor=next_cursor)
+            if backward:
+                items.reverse()
+            has_next = True if backward else more  # we came back from the page after
+            has_prev = more if backward else cursor is not None
+            return Page(
+                items=items,
+                next_cursor=_cursor_of(items[-1], order) if has_next and items else None,
+                prev_cursor=_cursor_of(items[0], order) if has_prev and items else None,
+            )
 
     def search_by_tags(
         self, tags: Iterable[str], match: TagMatch = "all", *, limit: int = 1000
@@ -631,7 +645,7 @@ class StatePersistence(ABC):
             tags=tuple(row.tags),
             ttl_seconds=row.ttl_seconds,
             expires_at=from_timestamp(row.expires_at),
-            metadata=orjson.loads(row.metadata),
+            metadata={} if row.metadata == "{}" else orjson.loads(row.metadata),
             write_id=row.write_id,
         )
 
@@ -732,6 +746,14 @@ class StatePersistence(ABC):
     def _server_info(self) -> dict[str, Any]:
         """Backend-specific figures merged into get_stats (e.g. ``{"redis_info": {...}}``)."""
         return {}
+
+
+_REVERSED_ORDER = {"id": "-id", "-id": "id", "updated": "-updated", "-updated": "updated"}
+
+
+def _cursor_of(summary: StateSummary, order: str) -> str:
+    key: Any = summary.updated_at.timestamp() if "updated" in order else summary.state_id
+    return _encode_cursor(key, summary.state_id)
 
 
 def _encode_cursor(key: Any, state_id: str) -> str:

@@ -80,7 +80,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """A page of results and the opaque cursor of the next page (None on the last one)."""
+    """A page of results with the opaque cursors of the pages after it (None on the last
+    page) and, where the call supports it, before it (None on the first)."""
 
     items: list[T]
     next_cursor: str | None
+    prev_cursor: str | None = None

@@ -134,7 +134,7 @@ def states(request: HttpRequest, hub: Hub) -> HttpResponse:
         result = selectors.state_page(hub.store, **query)  # type: ignore[arg-type]
     except ValueError as exc:
         messages.error(request, f"Bad filter: {exc}")
-        query["cursor"] = None
+        query["cursor"] = query["before"] = None
         result = selectors.state_page(hub.store, **{**query, "tags": []})  # type: ignore[arg-type]
     context = {
         "hub": hub,

@@ -323,6 +323,47 @@ def test_page_states_visits_every_state_once_in_order(
     assert seen == expected
 
 
+@pytest.mark.parametrize("order", ["id", "-id", "updated", "-updated"])
+@pytest.mark.parametrize("tags", [None, ["odd"]])
+def test_page_states_walks_back_with_prev_cursor(
+    store: StatePersistence, clock: FakeClock, order: str, tags: list[str] | None
+) -> None:
+    for n in range(23):
+        clock.advance(1)
+        store.save_with_metadata(
+            {"n": n}, f"s{(n * 7) % 23:02d}", tags=["odd" if n % 2 else "even"]
+        )
+    forward, cursor = [], None
+    while True:
+        page = store.page_states(order=order, tags=tags, cursor=cursor, limit=4)
+        assert (page.prev_cursor is None) == (cursor is None)
+        forward.append([s.state_id for s in page.items])
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert len(forward) > 2
+    backward, before = [], page.prev_cursor
+    while before is not None:
+        page = store.page_states(order=order, tags=tags, before=before, limit=4)
+        backward.append([s.state_id for s in page.items])
+        assert page.next_cursor is not None  # there is always the page we came back from
+        before = page.prev_cursor
+    assert backward == forward[-2::-1]
+    # Forward again from a page reached backwards continues where it should.
+    again = store.page_states(order=order, tags=tags, cursor=page.next_cursor, limit=4)
+    assert [s.state_id for s in again.items] == forward[1]
+
+
+def test_page_states_refuses_cursor_and_before_together(store: StatePersistence) -> None:
+    for n in range(3):
+        store.save_with_metadata({"n": n}, f"s{n}")
+    cursor = store.page_states(limit=1).next_cursor
+    with pytest.raises(ValueError, match="not both"):
+        store.page_states(cursor=cursor, before=cursor, limit=1)
+    with pytest.raises(ValueError, match="cursor"):
+        store.page_states(before="not-a-cursor")
+
+
 def test_page_states_summaries_filters_and_bad_cursor(store: StatePersistence) -> None:
     store.save_with_metadata({"n": 1}, "a1", tags=["x", "y"], ttl_seconds=100)
     store.save_with_metadata({"n": 2}, "a1", tags=["x", "y"], ttl_seconds=100)

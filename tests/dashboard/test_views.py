@@ -153,6 +153,14 @@ def test_cursor_paging(client: Client, store: StatePersistence) -> None:
     ids = [r.summary.state_id for r in second.context["page"].items]
     assert ids == [f"s{i:03}" for i in range(50, 60)]
     assert second.context["page"].next_cursor is None
+    assert "Previous page" not in first.content.decode()
+    html = second.content.decode()
+    assert "Previous page" in html and "First page" in html
+    back = client.get(url("states"), {"order": "id", "before": second.context["page"].prev_cursor})
+    ids = [r.summary.state_id for r in back.context["page"].items]
+    assert ids == [f"s{i:03}" for i in range(50)]
+    assert back.context["page"].prev_cursor is None and back.context["page"].next_cursor
+    assert "Previous page" not in back.content.decode()
 
 
 def test_bad_cursor_is_a_message_not_an_error(client: Client, store: StatePersistence) -> None:
