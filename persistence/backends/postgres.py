@@ -117,6 +117,7 @@ class PostgresStatePersistence(StatePersistence):
             "connect_timeout": connect_timeout,
             "application_name": self.application_name,
             "context": _ADAPTERS,
+            "options": _options(dsn),
         }
         try:
             # A direct connection fails fast when the server is down; the pool would retry.
@@ -386,7 +387,7 @@ class PostgresStatePersistence(StatePersistence):
         return [_latest_row(rec) for rec in recs]
 
     def _tag_counts(self, limit: int, now: float) -> list[tuple[str, int]]:
-        recs = self._run(lambda c: c.execute(self._q.tag_counts, {"limit": limit}).fetchall())
+        recs = self._run(lambda c: _whole_table(c, self._q.tag_counts, {"limit": limit}))
         return [(tag, count) for tag, count in recs]
 
     # -- checkpoints
@@ -438,8 +439,7 @@ class PostgresStatePersistence(StatePersistence):
         return self._run(work, writes=True)
 
     def _counts(self, now: float) -> dict[str, int]:
-        rec = self._run(lambda c: c.execute(self._q.counts, {"now": now}).fetchone())
-        assert rec is not None
+        (rec,) = self._run(lambda c: _whole_table(c, self._q.counts, {"now": now}))
         names = ("states", "versions", "stored_bytes", "original_bytes", "checkpoints")
         return {name: int(value) for name, value in zip(names, rec, strict=True)}
 
@@ -554,6 +554,26 @@ def _pipeline(
     if failed is not None:
         raise failed
     return cursors
+
+
+def _options(dsn: str) -> str:
+    """The server options of the store's sessions: the DSN's own, plus no sequential scans.
+
+    Every statement of the hot path finds its rows by an index. A prepared statement's
+    generic plan is made once per session, from the table's size at that moment: made on a
+    new, nearly empty table it would scan it, and keep scanning as it grows to millions of
+    rows (until an ANALYZE, which a server without autovacuum never runs). Disabling
+    sequential scans keeps those plans on the indexes; the two reads of whole tables
+    (_whole_table) turn them back on for themselves."""
+    own = conninfo_to_dict(dsn).get("options") or ""
+    return f"{own} -c enable_seqscan=off".strip()
+
+
+def _whole_table(conn: Conn, query: str, params: dict[str, Any]) -> list[Any]:
+    """Run a read of a whole table (counts, tag counts) with sequential scans allowed."""
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = on")
+        return conn.execute(query, params).fetchall()
 
 
 def _closed_by_server(conn: Conn) -> bool:

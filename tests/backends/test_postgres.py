@@ -102,6 +102,48 @@ def test_a_save_and_a_load_are_one_round_trip_each(make_store: Factory, tmp_path
     assert round_trips(store, load_version, tmp_path) == 1
 
 
+@on_postgres
+def test_a_store_started_on_an_empty_schema_never_scans_whole_tables(
+    make_store: Factory,
+) -> None:
+    # The generic plans of a session's prepared statements are made while the tables are
+    # tiny, and would be kept as they grow: they must still find rows by index. The server's
+    # per-table counters of sequential scans show what the store's session did (a session
+    # reports them when it ends).
+    store = make_store(min_size=1, max_size=1, max_versions=3)
+    schema = store.schema
+
+    def seq_scans() -> int:
+        with admin() as conn:
+            (n,) = conn.execute(
+                "SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_user_tables "
+                "WHERE schemaname = %s AND relname IN ('states', 'versions')",
+                [schema],
+            ).fetchone()
+        return int(n)
+
+    def ended(store: PostgresStatePersistence) -> None:
+        store.close()  # its session ends and reports its counters as it exits
+        deadline = time.monotonic() + 10
+        while backends_of(store) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    for sid in ("warm-a", "warm-b"):  # the pool's session starts with a small table
+        store.save_with_metadata({"n": 0}, sid)
+    ended(store)
+    before = seq_scans()
+    store = make_store(min_size=1, max_size=1, max_versions=3)
+    for i in range(40):  # far past the 5 custom plans after which a generic one is kept
+        store.save_with_metadata({"n": i}, f"s{i % 4}", tags=["t"])
+        store.load_with_metadata(f"s{i % 4}")
+        store.load_with_metadata(f"s{i % 4}", version=max(1, i // 4 - 1))
+        store.list_versions(f"s{i % 4}")
+    store.save_many([{"state_id": f"m{i}", "state": {"i": i}} for i in range(20)])
+    store.load_many([f"m{i}" for i in range(20)])
+    ended(store)
+    assert seq_scans() == before
+
+
 def _start_store(schema: str, barrier: Any) -> None:
     barrier.wait(timeout=60)
     open_store("postgres", schema).close()
