@@ -137,7 +137,10 @@ def main() -> int:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     setup_test_environment()  # the test Client records response.context
     connection.creation.create_test_db(verbosity=0)  # an in-memory Django DB for the user
+    from django.contrib.auth.models import Group
+
     user = get_user_model().objects.create_user("bench", password="bench-pass")
+    user.groups.add(Group.objects.get(name="viewer"))  # the role that reads every page here
     client = Client()
     client.force_login(user)
 
@@ -148,10 +151,14 @@ def main() -> int:
         build(store, args.states)
         base = f"/s/{backend}/"
         first = client.get(base, {"order": "id"}).context["page"].next_cursor
+        back = client.get(base, {"order": "id", "cursor": first}).context["page"].prev_cursor
+        newest_next = client.get(base).context["page"].next_cursor
         pages: list[tuple[str, dict[str, Any]]] = [
             ("states, newest first", {}),
             ("states, by id", {"order": "id"}),
             ("states, by id, page 2", {"order": "id", "cursor": first}),
+            ("states, by id, back to page 1", {"order": "id", "before": back}),
+            ("states, newest first, page 2", {"cursor": newest_next}),
             ("id prefix search", {"q": "run-0005", "order": "id"}),
             ("id prefix search, newest first", {"q": "run-00077"}),
             ("tag filter (1% of states)", {"tag": "tenant-7"}),

@@ -354,6 +354,37 @@ def test_page_states_walks_back_with_prev_cursor(
     assert [s.state_id for s in again.items] == forward[1]
 
 
+@pytest.mark.parametrize("order", ["id", "-id", "updated", "-updated"])
+@pytest.mark.parametrize("prefix", ["a1", "a"])  # a narrow and a broad prefix
+@pytest.mark.parametrize("tags", [None, ["odd"]])
+def test_page_states_prefix_in_every_order(
+    store: StatePersistence, clock: FakeClock, order: str, prefix: str, tags: list[str] | None
+) -> None:
+    # Ids saved in a scrambled order, so a narrow prefix's states are neither the newest nor
+    # adjacent in time: a store must not assume either.
+    ids = [f"{c}{i:02d}" for c in "ab" for i in range(15)]
+    saved = [ids[(n * 7) % len(ids)] for n in range(len(ids))]
+    for n, sid in enumerate(saved):
+        clock.advance(1)
+        store.save_with_metadata({"n": n}, sid, tags=["odd" if n % 2 else "even"])
+    odd = {sid for n, sid in enumerate(saved) if n % 2}
+    wanted = [sid for sid in saved if sid.startswith(prefix) and (tags is None or sid in odd)]
+    expected = {
+        "id": sorted(wanted),
+        "-id": sorted(wanted, reverse=True),
+        "updated": wanted,
+        "-updated": wanted[::-1],
+    }[order]
+    seen, cursor = [], None
+    while True:
+        page = store.page_states(prefix=prefix, tags=tags, order=order, cursor=cursor, limit=3)
+        seen.extend(s.state_id for s in page.items)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == expected
+
+
 def test_page_states_refuses_cursor_and_before_together(store: StatePersistence) -> None:
     for n in range(3):
         store.save_with_metadata({"n": n}, f"s{n}")

@@ -13,6 +13,10 @@ local desc = string.sub(order, 1, 1) == '-'
 local Z = by_time and G .. 'upd' or G .. 'ids'
 local tagcheck = #tags > 0
 
+-- A walked entry costs a few calls from Lua (summary, tag checks); a merged one is a step of
+-- ZINTERSTORE in C: about five times less (measured on a million states).
+local WALK_COST = 5
+
 if #tags > 0 then
   local total = math.max(redis.call('ZCARD', Z), 1)
   local small, smallest, sum, hits = math.huge, nil, 0, total
@@ -25,7 +29,8 @@ if #tags > 0 then
   if sum == 0 or (match == 'all' and small == 0) then return {} end
   if match == 'all' and not by_time then
     Z = smallest  -- tag indexes are lex-ordered too: walk the smallest, test the others
-  elseif (match == 'all' and small * #tags or sum * 2) <= limit * total / math.max(hits, 1) then
+  elseif (match == 'all' and small * #tags or sum * 2)
+      <= WALK_COST * limit * total / math.max(hits, 1) then
     -- Merging the tag indexes into the order index (cost ~ their size) is cheaper than
     -- walking the order index and testing membership (cost ~ limit / selectivity).
     local tmp = G .. 'tmp'
@@ -41,6 +46,24 @@ if #tags > 0 then
       redis.call('ZINTERSTORE', tmp, 2, Z, tmp, 'WEIGHTS', 1, 0)
     end
     Z, tagcheck = tmp, false
+  end
+end
+
+-- An id prefix in a time order: the same choice. A narrow prefix (few ids, which may all be
+-- far from the newest) is cut out of the id index and intersected with the order index; a
+-- broad one is cheaper to test while walking.
+if by_time and prefix ~= '' then
+  local m = redis.call('ZLEXCOUNT', G .. 'ids', lo, hi)
+  if m == 0 then
+    if Z == G .. 'tmp' then redis.call('DEL', Z) end
+    return {}
+  end
+  if m * 2 <= WALK_COST * limit * math.max(redis.call('ZCARD', Z), 1) / m then
+    local cut, tmp = G .. 'tmp:prefix', G .. 'tmp'
+    redis.call('ZRANGESTORE', cut, G .. 'ids', lo, hi, 'BYLEX')
+    redis.call('ZINTERSTORE', tmp, 2, Z, cut, 'WEIGHTS', 1, 0)
+    redis.call('DEL', cut)
+    Z = tmp
   end
 end
 
