@@ -190,8 +190,14 @@ def _drop(backend: str, n: int) -> None:
         import redis
 
         client = redis.Redis.from_url(REDIS_URL)
+        batch: list[bytes] = []
         for key in client.scan_iter(match=f"{name}:*", count=5000):
-            client.delete(key)
+            batch.append(key)
+            if len(batch) == 5000:  # one round trip per batch: millions of keys
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
         client.close()
     else:
         import psycopg
