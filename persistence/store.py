@@ -51,6 +51,7 @@ from persistence.types import (
     StateSummary,
     TagMatch,
     from_timestamp,
+    to_micros,
 )
 
 ROLLBACK_KEY = "statehub.rollback_of"
@@ -272,7 +273,7 @@ class StatePersistence(ABC):
                 f"{field}metadata is {len(meta_json)} bytes as JSON, "
                 f"over the limit of {check.MAX_METADATA_BYTES}"
             )
-        now = self.clock()
+        now = to_micros(self.clock())
         row = VersionRow(
             state_id=sid,
             version=number or 0,
@@ -394,7 +395,8 @@ class StatePersistence(ABC):
         ``order`` is ``"id"`` / ``"-id"`` or ``"updated"`` / ``"-updated"`` (newest first).
         Pass a page's ``next_cursor`` as ``cursor`` for the page after it, or its
         ``prev_cursor`` as ``before`` for the page before it. Paging is by cursor, never by
-        offset or count, so every page costs the same.
+        offset or count, so every page costs the same. When fewer than ``limit`` states are
+        left before ``before`` (some went since the cursor was made), the first page is given.
         """
         with self.op_stats.timed("page_states"):
             pre = None if prefix is None else check.text(prefix, "prefix", check.MAX_STATE_ID)
@@ -413,17 +415,27 @@ class StatePersistence(ABC):
             # The page before a cursor is the page after it in the opposite order, turned round.
             run = _REVERSED_ORDER[order] if backward else order
             after = _decode_cursor(before if backward else cursor)
-            items = self._page(pre, tag_tuple, how, run, after, size + 1, self.clock())
+            now = self.clock()
+            items = self._page(pre, tag_tuple, how, run, after, size + 1, now)
             more = len(items) > size
+            if backward and len(items) < size:
+                # Fewer states before the cursor than a page (some deleted or expired since it
+                # was made): the page before is the first page, filled up from the start.
+                backward, cursor = False, None
+                items = self._page(pre, tag_tuple, how, order, None, size + 1, now)
+                more = len(items) > size
             items = items[:size]
             if backward:
                 items.reverse()
+            if not items:
+                # Everything after the cursor has gone since it was made: lead back from it.
+                return Page(items=[], next_cursor=None, prev_cursor=cursor)
             has_next = True if backward else more  # we came back from the page after
             has_prev = more if backward else cursor is not None
             return Page(
                 items=items,
-                next_cursor=_cursor_of(items[-1], order) if has_next and items else None,
-                prev_cursor=_cursor_of(items[0], order) if has_prev and items else None,
+                next_cursor=_cursor_of(items[-1], order) if has_next else None,
+                prev_cursor=_cursor_of(items[0], order) if has_prev else None,
             )
 
     def search_by_tags(
@@ -509,7 +521,7 @@ class StatePersistence(ABC):
             row = CheckpointRow(
                 checkpoint_id=uuid.uuid4().hex,
                 state_id=sid,
-                created_at=self.clock(),
+                created_at=to_micros(self.clock()),
                 frame=encoded.frame,
                 checksum=encoded.checksum,
                 metadata=codec.dumps(meta, field="metadata").decode(),

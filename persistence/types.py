@@ -23,6 +23,14 @@ def from_timestamp(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
+def to_micros(ts: float) -> float:
+    """``ts`` at the whole-microsecond precision of the datetimes the API gives back.
+
+    Stores keep write times at this precision, so a page cursor built from
+    ``StateSummary.updated_at`` compares equal to the stored sort key."""
+    return datetime.fromtimestamp(ts, tz=UTC).timestamp()
+
+
 @dataclass(frozen=True, slots=True)
 class StateMetadata:
     """Everything known about one stored version of a state, without the state itself.

@@ -117,7 +117,6 @@ class PostgresStatePersistence(StatePersistence):
             "connect_timeout": connect_timeout,
             "application_name": self.application_name,
             "context": _ADAPTERS,
-            "options": _options(dsn),
         }
         try:
             # A direct connection fails fast when the server is down; the pool would retry.
@@ -132,6 +131,7 @@ class PostgresStatePersistence(StatePersistence):
             max_size=max_size,
             timeout=pool_timeout,
             name=self.application_name,
+            configure=_no_seq_scans,
             open=False,
         )
         try:
@@ -266,7 +266,7 @@ class PostgresStatePersistence(StatePersistence):
                     return True
                 figures = {**key, "size": gone[0], "orig": gone[1]}
                 figures.update(zip(_LATEST_FIGURES, latest, strict=True))
-                conn.execute(q.set_latest, {**figures, "updated_at": _micros(latest[1])})
+                conn.execute(q.set_latest, {**figures, "updated_at": latest[1]})
                 return True
 
         return self._run(work, writes=True)
@@ -429,6 +429,7 @@ class PostgresStatePersistence(StatePersistence):
             # Lock first, count second: the prune statement then sees every version committed
             # before the lock, so it never keeps fewer than ``keep``.
             with conn.transaction():
+                _seq_scans_allowed(conn)  # picking overfull states reads the whole table
                 params: dict[str, Any] = {"keep": keep, "limit": limit}
                 params["ids"] = [r[0] for r in conn.execute(self._q.pick_overfull, params)]
                 if not params["ids"]:
@@ -556,23 +557,28 @@ def _pipeline(
     return cursors
 
 
-def _options(dsn: str) -> str:
-    """The server options of the store's sessions: the DSN's own, plus no sequential scans.
+def _no_seq_scans(conn: Conn) -> None:
+    """Turn sequential scans off for a new pooled session.
 
     Every statement of the hot path finds its rows by an index. A prepared statement's
     generic plan is made once per session, from the table's size at that moment: made on a
     new, nearly empty table it would scan it, and keep scanning as it grows to millions of
     rows (until an ANALYZE, which a server without autovacuum never runs). Disabling
-    sequential scans keeps those plans on the indexes; the two reads of whole tables
-    (_whole_table) turn them back on for themselves."""
-    own = conninfo_to_dict(dsn).get("options") or ""
-    return f"{own} -c enable_seqscan=off".strip()
+    sequential scans keeps those plans on the indexes; reads of whole tables
+    (_whole_table, pruning) turn them back on for their own transaction. A SET rather than
+    a startup option, so the DSN's and PGOPTIONS' own options stand and PgBouncer, which
+    refuses unknown startup parameters, accepts the connection."""
+    conn.execute("SET enable_seqscan = off")
+
+
+def _seq_scans_allowed(conn: Conn) -> None:
+    conn.execute("SET LOCAL enable_seqscan = on")
 
 
 def _whole_table(conn: Conn, query: str, params: dict[str, Any]) -> list[Any]:
     """Run a read of a whole table (counts, tag counts) with sequential scans allowed."""
     with conn.transaction():
-        conn.execute("SET LOCAL enable_seqscan = on")
+        _seq_scans_allowed(conn)
         return conn.execute(query, params).fetchall()
 
 
@@ -591,7 +597,7 @@ def _save_params(request: WriteRequest, now: float) -> dict[str, Any]:
         "version": row.version,
         "now": now,
         "created_at": row.created_at,
-        "updated_at": _micros(row.created_at),
+        "updated_at": row.created_at,
         "expires_at": row.expires_at,
         "payload": row.frame,
         "size": row.size_bytes,
@@ -668,12 +674,6 @@ def _summary(rec: tuple[Any, ...]) -> StateSummary:
         tags=tuple(rec[7]),
         expires_at=expires_at,
     )
-
-
-def _micros(timestamp: float) -> float:
-    """The timestamp as StateSummary.updated_at gives it back (whole microseconds), so a page
-    cursor built from a summary compares equal to the stored sort key."""
-    return datetime.fromtimestamp(timestamp, tz=UTC).timestamp()
 
 
 def _like_prefix(prefix: str) -> str:

@@ -22,7 +22,7 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             version_count integer NOT NULL,
             stored_bytes bigint NOT NULL,
             original_bytes bigint NOT NULL,
-            updated_at double precision NOT NULL,  -- rounded to the microsecond, see _micros
+            updated_at double precision NOT NULL,  -- whole microseconds, see types.to_micros
             expires_at double precision,
             tags text[] NOT NULL,
             size_bytes integer NOT NULL,

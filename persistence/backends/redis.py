@@ -90,10 +90,22 @@ def _boundary() -> Iterator[None]:
         raise _translate_error(exc) from exc
 
 
-def _time_key(ts: float) -> float:
-    """``ts`` at the microsecond precision of ``StateSummary.updated_at``: stored as the
-    version's created_at, so page cursors built from ``updated_at`` match index scores."""
-    return datetime.fromtimestamp(ts, UTC).timestamp()
+MIN_SERVER_VERSION = (6, 2)  # the listing script cuts id ranges with ZRANGESTORE
+
+
+def _check_server_version(version: str, url: str) -> None:
+    """Refuse, at construction, a server too old to run the scripts (rather than fail on the
+    first listing); a version that does not parse (a compatible fork) is given the benefit."""
+    parts = version.split(".")
+    try:
+        found = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        return
+    if found < MIN_SERVER_VERSION:
+        need = ".".join(map(str, MIN_SERVER_VERSION))
+        raise BackendUnavailableError(
+            f"Redis at {url} is version {version}; statehub needs Redis {need} or later"
+        )
 
 
 def _tags(joined: bytes | None) -> tuple[str, ...]:
@@ -145,7 +157,8 @@ class RedisStatePersistence(StatePersistence):
         self._command: Callable[..., Any] = self._client.execute_command
         try:
             with _boundary():
-                self._client.ping()
+                info = self._client.info("server")
+            _check_server_version(str(info.get("redis_version", "")), self._url)
         except BackendUnavailableError:
             self._pool.disconnect()
             raise
@@ -229,7 +242,7 @@ class RedisStatePersistence(StatePersistence):
             sid = row.state_id
             keys += (self._key("h", sid), self._key("z", sid))
             meta = (
-                f"{row.size_bytes}{SEP}{row.original_size}{SEP}{_time_key(row.created_at)!r}"
+                f"{row.size_bytes}{SEP}{row.original_size}{SEP}{row.created_at!r}"
                 f"{SEP}{row.compression}{SEP}{row.checksum}{SEP}{row.ttl_seconds or ''}"
                 f"{SEP}{row.write_id or ''}{SEP}{row.metadata}"
             )

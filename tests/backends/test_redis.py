@@ -21,7 +21,7 @@ import redis
 from redis.crc import key_slot
 
 from persistence import BackendUnavailableError, OutcomeUnknownError, connect
-from persistence.backends.redis import RedisStatePersistence, _redact
+from persistence.backends.redis import RedisStatePersistence, _check_server_version, _redact
 from tests.conftest import REDIS_URL, FakeClock, drop_store
 
 HOSTILE_IDS = ["plain", "{}", "}{", "a{b}c", "{x", "y}", "{{z}}", "a:b:{c}", "é {🚀}"]
@@ -111,7 +111,15 @@ def round_trips(
 def test_every_call_is_one_round_trip(open_redis, raw: redis.Redis) -> None:
     name = f"rt-{uuid.uuid4().hex[:8]}"
     store = open_redis(redis_options={"client_name": name, "max_connections": 1})
-    store.save_with_metadata({"warm": True}, "warm-up")  # connects and loads the scripts
+    # Connect and have the server cache every script, so a first use's NOSCRIPT reload
+    # (a fresh server, or a script changed since) is not counted below.
+    for n in range(2):
+        store.save_with_metadata({"warm": n}, "warm-up", tags=["w"])
+    store.load_with_metadata("warm-up", version=1)
+    store.page_states(tags=["w"], order="-updated")
+    store.search_by_tags(["w"])
+    store.list_versions("warm-up")
+    store.delete_version("warm-up", 1)
     state = {"messages": [{"role": "user", "text": "hi" * 50}] * 5}
     one_script = (1, ["EVALSHA"])
     assert (
@@ -238,6 +246,17 @@ def test_an_unreachable_server_raises_backend_unavailable_at_construction() -> N
     with pytest.raises(ConnectionError):  # the seed's fallback example catches this
         connect("redis://127.0.0.1:1/0")
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("version", ["5.0.7", "6.0.16", "6.1.0"])
+def test_a_server_older_than_6_2_is_refused_by_name(version: str) -> None:
+    with pytest.raises(BackendUnavailableError, match=f"version {version}; .* 6.2 or later"):
+        _check_server_version(version, "redis://old-host:6379/0")
+
+
+@pytest.mark.parametrize("version", ["6.2.0", "7.0.15", "8.0.2", "", "unknown"])
+def test_a_server_of_6_2_or_later_or_an_unknown_fork_is_accepted(version: str) -> None:
+    _check_server_version(version, "redis://host:6379/0")
 
 
 def test_redis_options_reach_the_pool_and_replies_stay_bytes(open_redis) -> None:

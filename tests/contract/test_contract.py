@@ -323,6 +323,34 @@ def test_page_states_visits_every_state_once_in_order(
     assert seen == expected
 
 
+@pytest.mark.parametrize("order", ["updated", "-updated"])
+def test_page_states_by_time_on_a_clock_finer_than_microseconds(
+    store: StatePersistence, clock: FakeClock, order: str
+) -> None:
+    # Real clocks give fractions of a microsecond; page cursors carry the microsecond time
+    # StateSummary.updated_at shows, so a store that kept the finer time would repeat or skip
+    # states at every page boundary.
+    ids = [f"s{i:02d}" for i in range(11)]
+    for sid in ids:
+        clock.advance(0.001234567)
+        store.save_with_metadata({"id": sid}, sid)
+    expected = ids if order == "updated" else ids[::-1]
+    pages, cursor = [], None
+    while True:
+        page = store.page_states(order=order, cursor=cursor, limit=3)
+        pages.append([s.state_id for s in page.items])
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert [sid for p in pages for sid in p] == expected
+    back, before = [], page.prev_cursor
+    while before is not None:
+        page = store.page_states(order=order, before=before, limit=3)
+        back.append([s.state_id for s in page.items])
+        before = page.prev_cursor
+    assert back == pages[-2::-1]
+
+
 @pytest.mark.parametrize("order", ["id", "-id", "updated", "-updated"])
 @pytest.mark.parametrize("tags", [None, ["odd"]])
 def test_page_states_walks_back_with_prev_cursor(
@@ -383,6 +411,25 @@ def test_page_states_prefix_in_every_order(
             break
         cursor = page.next_cursor
     assert seen == expected
+
+
+def test_an_emptied_page_still_leads_back(store: StatePersistence) -> None:
+    # An operator on page 2 whose neighbours are deleted meanwhile is never left on a dead
+    # end: Previous gives the first page, and an emptied next page links back.
+    for n in range(6):
+        store.save_with_metadata({"n": n}, f"s{n}")
+    second = store.page_states(cursor=store.page_states(limit=2).next_cursor, limit=2)
+    assert [s.state_id for s in second.items] == ["s2", "s3"]
+    for sid in ("s0", "s1", "s4", "s5"):
+        store.delete_state(sid)
+    first = store.page_states(before=second.prev_cursor, limit=2)
+    assert [s.state_id for s in first.items] == ["s2", "s3"]  # the first page, filled up
+    assert first.prev_cursor is None and first.next_cursor is None
+    after = store.page_states(cursor=second.next_cursor, limit=2)
+    assert after.items == [] and after.next_cursor is None
+    assert after.prev_cursor is not None
+    back = store.page_states(before=after.prev_cursor, limit=2)
+    assert [s.state_id for s in back.items] == ["s2", "s3"]
 
 
 def test_page_states_refuses_cursor_and_before_together(store: StatePersistence) -> None:
