@@ -52,7 +52,7 @@ from persistence.store import (
     VersionRow,
     WriteRequest,
 )
-from persistence.types import CompressionType, StateSummary
+from persistence.types import CompressionType, StateSummary, to_micros
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
@@ -266,7 +266,8 @@ class PostgresStatePersistence(StatePersistence):
                     return True
                 figures = {**key, "size": gone[0], "orig": gone[1]}
                 figures.update(zip(_LATEST_FIGURES, latest, strict=True))
-                conn.execute(q.set_latest, {**figures, "updated_at": latest[1]})
+                # Rounded: versions written before the store rounded write times are not.
+                conn.execute(q.set_latest, {**figures, "updated_at": to_micros(latest[1])})
                 return True
 
         return self._run(work, writes=True)
