@@ -199,7 +199,7 @@ class StatePersistence(ABC):
         """
         with self.op_stats.timed("save"):
             request = self._request(state, state_id, version, tags, ttl_seconds, metadata, write_id)
-            (row,) = self._write([request], self.clock())
+            (row,) = self._write([request], request.row.created_at)
             log.debug(
                 "saved %r version %d (%d bytes, %s)",
                 row.state_id,
@@ -220,7 +220,7 @@ class StatePersistence(ABC):
             requests = [self._request_from_item(item, i) for i, item in enumerate(items)]
             if not requests:
                 return []
-            return [self._metadata(row) for row in self._write(requests, self.clock())]
+            return [self._metadata(row) for row in self._write(requests, to_micros(self.clock()))]
 
     def _request_from_item(self, item: Any, index: int) -> WriteRequest:
         if not isinstance(item, Mapping):
@@ -273,6 +273,9 @@ class StatePersistence(ABC):
                 f"{field}metadata is {len(meta_json)} bytes as JSON, "
                 f"over the limit of {check.MAX_METADATA_BYTES}"
             )
+        # Write times are kept at whole microseconds, the precision of the datetimes the API
+        # returns (and of page cursors); the write itself runs at this same instant, so an
+        # expiry never lies further than the TTL from the clock the backend is given.
         now = to_micros(self.clock())
         row = VersionRow(
             state_id=sid,
@@ -494,7 +497,7 @@ class StatePersistence(ABC):
             request = self._request(
                 state, sid, None, target.tags, target.ttl_seconds, merged, write_id
             )
-            (row,) = self._write([request], self.clock())
+            (row,) = self._write([request], request.row.created_at)
             log.info("rolled back %r to version %d as version %d", sid, number, row.version)
             return self._metadata(row)
 

@@ -27,7 +27,7 @@ from persistence.store import (
     WriteRequest,
     summarize,
 )
-from persistence.types import StateSummary
+from persistence.types import StateSummary, to_micros
 
 MIGRATIONS: list[str] = [
     # 1: states, their versions, the tag index and checkpoints.
@@ -76,6 +76,13 @@ MIGRATIONS: list[str] = [
         metadata      TEXT NOT NULL
     );
     CREATE INDEX checkpoints_state ON checkpoints (state_id, created_at);
+    """,
+    # 2: write times at whole microseconds (types.to_micros), as every store now writes
+    # them, so page cursors match the times written before.
+    """
+    UPDATE states SET updated_at = statehub_micros(updated_at);
+    UPDATE versions SET created_at = statehub_micros(created_at);
+    UPDATE checkpoints SET created_at = statehub_micros(created_at)
     """,
 ]
 
@@ -192,6 +199,7 @@ class SQLiteStatePersistence(StatePersistence):
 
     def _migrate(self) -> None:
         with self._transaction() as conn:
+            conn.create_function("statehub_micros", 1, to_micros, deterministic=True)
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
                 for statement in script.split(";"):

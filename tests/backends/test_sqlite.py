@@ -1,0 +1,56 @@
+"""What only the SQLite backend has: its schema migrations on an existing file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from persistence import connect
+from persistence.backends.sqlite import MIGRATIONS
+from persistence.types import to_micros
+from tests.conftest import FakeClock
+
+
+def test_a_file_from_before_rounded_write_times_is_upgraded_and_pages_by_time(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    clock = FakeClock()
+    store = connect(f"sqlite:///{path}", clock=clock)
+    ids = [f"s{i}" for i in range(7)]
+    for sid in ids:
+        clock.advance(0.001)
+        store.save_with_metadata({"id": sid}, sid)
+        store.create_checkpoint(sid, {"id": sid})
+    store.close()
+    # What schema 1 stored: the clock's raw reading, finer than a microsecond.
+    raw = sqlite3.connect(path)
+    with raw:
+        raw.execute("UPDATE states SET updated_at = updated_at + 0.0000003")
+        raw.execute("UPDATE versions SET created_at = created_at + 0.0000003")
+        raw.execute("UPDATE checkpoints SET created_at = created_at + 0.0000003")
+        raw.execute("PRAGMA user_version = 1")
+    raw.close()
+
+    store = connect(f"sqlite:///{path}", clock=clock)
+    info = store.get_stats()["sqlite_info"]
+    assert info["schema_version"] == len(MIGRATIONS)
+    seen, cursor = [], None
+    while True:
+        page = store.page_states(order="-updated", cursor=cursor, limit=3)
+        seen += [s.state_id for s in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == ids[::-1]
+    store.close()
+    raw = sqlite3.connect(path)
+    for table, column in (
+        ("states", "updated_at"),
+        ("versions", "created_at"),
+        ("checkpoints", "created_at"),
+    ):
+        times = [t for (t,) in raw.execute(f"SELECT {column} FROM {table}")]
+        assert len(times) == len(ids)
+        assert times == [to_micros(t) for t in times], table
+    raw.close()
