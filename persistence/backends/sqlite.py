@@ -387,16 +387,45 @@ class SQLiteStatePersistence(StatePersistence):
     def _search(
         self, tags: tuple[str, ...], match: str, limit: int, now: float
     ) -> list[VersionRow]:
-        marks = ",".join("?" * len(tags))
-        needed = len(tags) if match == "all" else 1
+        # Walk the tag index in state-id order and stop at `limit` live states, instead of
+        # gathering every state that carries the tags: a common tag costs no more than a rare
+        # one. "all" walks its rarest tag and tests the others; "any" merges each tag's first
+        # `limit` live states, which hold the first `limit` of the union.
+        params: dict[str, Any] = {"now": now, "limit": limit}
+        live = "(l.expires_at IS NULL OR l.expires_at > :now)"
+        if match == "all":
+            rarest = sorted(tags, key=self._tag_size) if len(tags) > 1 else tags
+            params["driver"], *others = rarest
+            tests = "".join(
+                f" AND EXISTS (SELECT 1 FROM state_tags o WHERE o.tag = :t{i} "
+                "AND o.state_id = d.state_id)"
+                for i in range(len(others))
+            )
+            params.update({f"t{i}": tag for i, tag in enumerate(others)})
+            ids = (
+                "SELECT d.state_id FROM state_tags d JOIN states l ON l.state_id = d.state_id "
+                f"WHERE d.tag = :driver AND {live}{tests} ORDER BY d.state_id LIMIT :limit"
+            )
+        else:
+            arms = [
+                f"SELECT state_id FROM (SELECT d.state_id FROM state_tags d "
+                f"JOIN states l ON l.state_id = d.state_id WHERE d.tag = :t{i} AND {live} "
+                "ORDER BY d.state_id LIMIT :limit)"
+                for i in range(len(tags))
+            ]
+            params.update({f"t{i}": tag for i, tag in enumerate(tags)})
+            ids = " UNION ".join(arms)
         sql = (
-            f"SELECT {_COLS_NO_PAYLOAD} FROM (SELECT state_id FROM state_tags "
-            f"WHERE tag IN ({marks}) GROUP BY state_id HAVING COUNT(*) >= ?) t "
-            "JOIN states s ON s.state_id = t.state_id "
+            f"SELECT {_COLS_NO_PAYLOAD} FROM ({ids}) t JOIN states s ON s.state_id = t.state_id "
             "JOIN versions v ON v.state_id = s.state_id AND v.version = s.latest_version "
-            "WHERE (s.expires_at IS NULL OR s.expires_at > ?) ORDER BY s.state_id LIMIT ?"
+            "ORDER BY s.state_id LIMIT :limit"
         )
-        return [_version_row(r) for r in self._query(sql, (*tags, needed, now, limit))]
+        return [_version_row(r) for r in self._query(sql, params)]
+
+    def _tag_size(self, tag: str) -> int:
+        """How many states carry ``tag``, counted up to a cap: enough to pick the rarest."""
+        sql = "SELECT count(*) FROM (SELECT 1 FROM state_tags WHERE tag = ? LIMIT 20000)"
+        return int(self._query(sql, (tag,))[0][0])
 
     def _tag_counts(self, limit: int, now: float) -> list[tuple[str, int]]:
         rows = self._query(

@@ -482,6 +482,37 @@ def test_search_by_tags_all_and_any_returns_latest_versions(store: StatePersiste
         store.search_by_tags(["user"], match="some")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("match", ["all", "any"])
+@pytest.mark.parametrize("tags", [["common", "rare"], ["rare", "common"], ["rare", "odd"]])
+def test_search_by_tags_limit_gives_the_first_live_matches_by_id(
+    store: StatePersistence, clock: FakeClock, match: str, tags: list[str]
+) -> None:
+    # Tags of very different sizes, with expired states among the first ids: a store that
+    # walks one tag's index and stops at the limit must still give exactly the first live
+    # matches, whichever tag is named first.
+    carried: dict[str, set[str]] = {}
+    for i in range(40):
+        sid = f"s{i:02d}"
+        carried[sid] = (
+            {"common"} | ({"rare"} if i % 7 == 3 else set()) | ({"odd"} if i % 2 else set())
+        )
+        store.save_with_metadata(
+            {"i": i},
+            sid,
+            tags=sorted(carried[sid]),
+            ttl_seconds=5 if i < 12 and i % 3 == 0 else None,
+        )
+    clock.advance(10)  # s00, s03, s06, s09 have expired
+    live = {
+        sid: t for sid, t in carried.items() if not (int(sid[1:]) < 12 and int(sid[1:]) % 3 == 0)
+    }
+    want = set(tags)
+    matching = sorted(sid for sid, t in live.items() if (want <= t if match == "all" else want & t))
+    for limit in (1, 3, 100):
+        found = store.search_by_tags(tags, match=match, limit=limit)  # type: ignore[arg-type]
+        assert [m.state_id for m in found] == matching[:limit]
+
+
 def test_list_tags_counts_states_by_latest_tags(store: StatePersistence) -> None:
     store.save_with_metadata({}, "a", tags=["x", "y"])
     store.save_with_metadata({}, "b", tags=["x"])
