@@ -6,17 +6,19 @@ latest version but the payload, so listings and tag searches read only it; ``ver
 every kept version; ``checkpoints`` the snapshots. State ids use the "C" collation, so the
 primary key serves prefix ranges and sorts in Python's code-point order.
 
-A save is one pipeline (one round trip, one implicit transaction ended by the pipeline's Sync):
+A save is one call of a PL/pgSQL function (``SAVE_FUNCTION``: one statement, one round trip,
+one implicit transaction); ``save_many`` pipelines one call per state. Inside it:
 
 1. ``REVIVE``: if the state has expired, lock it and drop its old versions (it restarts at 1);
 2. ``SAVE``: upsert the states row - the row lock serialises writers of one state and the
    ``ON CONFLICT ... WHERE`` refuses a stale explicit version - and insert the version;
-3. ``TRIM``: drop versions past ``keep``. It is a statement of its own because under READ
-   COMMITTED each statement sees the versions committed before it, while one statement would
-   only see those committed before it started (a writer it waited for would be missed).
+3. ``TRIM``: drop versions past ``keep``, when the state holds more. It is a statement of its
+   own because under READ COMMITTED each statement sees the versions committed before it,
+   while one statement would only see those committed before it started (a writer it waited
+   for would be missed).
 
 A refused upsert returns no row, so the version insert meets a NULL version and fails on the
-NOT NULL constraint: the database aborts the whole pipeline, nothing is written, and we report
+NOT NULL constraint: the database aborts the whole transaction, nothing is written, and we report
 the ``VersionConflictError``. psycopg errors are translated in one place, ``_translate``.
 """
 
@@ -156,6 +158,8 @@ class PostgresStatePersistence(StatePersistence):
                     for statement in statements:
                         conn.execute(self._q(statement))
                     conn.execute(self._q(pg_sql.RECORD_VERSION), [version])
+            if not conn.execute(pg_sql.FUNCTION_EXISTS, [self.schema, self._q.save_name]).rowcount:
+                conn.execute(self._q.save_function)
 
     # -- connections and errors
 
@@ -204,15 +208,12 @@ class PostgresStatePersistence(StatePersistence):
         raise AssertionError("unreachable")
 
     def _save(self, conn: Conn, requests: Sequence[WriteRequest], now: float) -> list[VersionRow]:
-        q = self._q
-        statements: list[tuple[str, dict[str, Any]]] = []
-        for request in requests:
-            params = _save_params(request, now)
-            statements += [(q.revive, params), (q.save, params)]
-            if request.keep is not None:
-                statements.append((q.trim, params))
+        calls = [(self._q.save, _save_params(request, now)) for request in requests]
         try:
-            results = _pipeline(conn, statements)
+            if len(calls) == 1:  # one statement is a transaction of its own: no pipeline
+                cursors = [conn.execute(*calls[0], prepare=True)]
+            else:
+                cursors = _pipeline(conn, calls)
         except errors.NotNullViolation as exc:
             if exc.diag.column_name != "version":
                 raise
@@ -225,9 +226,6 @@ class PostgresStatePersistence(StatePersistence):
             raise
         except errors.TransactionRollback as exc:
             raise _Retry from exc
-        cursors = [
-            cur for (query, _), cur in zip(statements, results, strict=True) if query is q.save
-        ]
         out = []
         for request, cursor in zip(requests, cursors, strict=True):
             rec = cursor.fetchone()
@@ -496,11 +494,11 @@ class _Queries:
     def __init__(self, schema: str) -> None:
         self._schema = sql.Identifier(schema)
         render = self.__call__
-        self.revive, self.save, self.trim = (
-            render(pg_sql.REVIVE),
-            render(pg_sql.SAVE),
-            render(pg_sql.TRIM),
-        )
+        # Named after its text: a changed function is a new one, created next to the old.
+        self.save_name = "save_" + hashlib.sha256(pg_sql.SAVE_FUNCTION.encode()).hexdigest()[:16]
+        name = sql.Identifier(self.save_name)
+        self.save_function = self(pg_sql.SAVE_FUNCTION, name=name)
+        self.save = self(pg_sql.SAVE_CALL, name=name)
         self.last_versions = render(pg_sql.LAST_VERSIONS)
         self.read, self.read_many = render(pg_sql.READ), render(pg_sql.READ_MANY)
         self.versions = render(pg_sql.VERSIONS)
@@ -521,8 +519,8 @@ class _Queries:
         self.pick_overfull = render(pg_sql.PICK_OVERFULL)
         self.counts, self.server_info = render(pg_sql.COUNTS), render(pg_sql.SERVER_INFO)
 
-    def __call__(self, text: str) -> str:
-        return sql.SQL(text).format(schema=self._schema).as_string(None)
+    def __call__(self, text: str, **names: sql.Identifier) -> str:
+        return sql.SQL(text).format(schema=self._schema, **names).as_string(None)
 
 
 def _translate(exc: psycopg.Error, *, outcome_unknown: bool = False) -> PersistenceError:
@@ -611,7 +609,7 @@ def _save_params(request: WriteRequest, now: float) -> dict[str, Any]:
         "ttl": row.ttl_seconds,
         "metadata": row.metadata,
         "write_id": row.write_id,
-        "skip": (request.keep or 1) - 1,
+        "skip": None if request.keep is None else request.keep - 1,
     }
 
 

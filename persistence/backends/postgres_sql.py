@@ -9,6 +9,8 @@ tag search reads ``states`` alone and never visits ``versions``.
 
 from __future__ import annotations
 
+import re
+
 # Each entry is applied once, in order, and recorded in schema_version.
 MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     (
@@ -82,6 +84,14 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "ANALYZE {schema}.states",
         ),
     ),
+    (
+        # Every save adds the state's tags to the GIN index anew (a new row version), and
+        # inserting each into its posting tree was the costliest part of a save. A pending list
+        # takes them cheaply; kept at the smallest size (64 kB), a search scans little of it,
+        # and the save that fills it merges it into the trees at once, many entries per page.
+        3,
+        ("ALTER INDEX {schema}.states_tags SET (fastupdate = on, gin_pending_list_limit = 64)",),
+    ),
 ]
 
 SETUP = (
@@ -152,7 +162,7 @@ WITH dup AS (
         metadata = excluded.metadata, write_id = excluded.write_id
     WHERE s.expires_at <= %(now)s::float8 OR %(version)s::bigint = 0
         OR s.last_version < %(version)s::bigint
-    RETURNING s.latest_version, s.tags
+    RETURNING s.latest_version, s.tags, s.version_count
 ), ins AS (
     INSERT INTO {schema}.versions (state_id, version, created_at, payload, size_bytes,
         original_size, compression, checksum, tags, ttl_seconds, metadata, write_id)
@@ -163,11 +173,13 @@ WITH dup AS (
     WHERE NOT EXISTS (SELECT FROM dup)
     RETURNING version, tags
 )
-SELECT version, tags, NULL::float8, NULL::integer, NULL::integer, NULL::text, NULL::text,
-    NULL::bigint, NULL::float8, NULL::text FROM ins
+SELECT version, tags, NULL::float8 AS created_at, NULL::integer AS size_bytes,
+    NULL::integer AS original_size, NULL::text AS compression, NULL::text AS checksum,
+    NULL::bigint AS ttl_seconds, NULL::float8 AS expires_at, NULL::text AS metadata,
+    (SELECT version_count FROM st) AS version_count INTO saved FROM ins
 UNION ALL
 SELECT version, tags, created_at, size_bytes, original_size, compression, checksum,
-    ttl_seconds, expires_at, metadata FROM dup"""
+    ttl_seconds, expires_at, metadata, NULL FROM dup"""
 )
 
 TRIM = """
@@ -184,6 +196,72 @@ UPDATE {schema}.states s SET version_count = s.version_count - g.n,
     pruned_below = (SELECT version FROM edge)
 FROM (SELECT count(*) AS n, sum(size_bytes) AS size, sum(original_size) AS orig FROM gone) g
 WHERE s.state_id = %(sid)s AND g.n > 0"""
+
+# A save is one call of this function: one statement, one message each way, one implicit
+# transaction. Under READ COMMITTED each statement inside takes a fresh snapshot, as REVIVE, SAVE
+# and TRIM need (see postgres.py), and the function skips REVIVE and TRIM when they would change
+# nothing instead of running them. %(name)s parameters become p_name; the statements above are its
+# only copy. The store names the function after a digest of this text and creates it when
+# missing, so processes running older code keep calling their own.
+SAVE_PARAMS = (
+    ("sid", "text"),
+    ("version", "bigint"),
+    ("now", "float8"),
+    ("created_at", "float8"),
+    ("updated_at", "float8"),
+    ("expires_at", "float8"),
+    ("payload", "bytea"),
+    ("size", "integer"),
+    ("orig", "integer"),
+    ("compression", "text"),
+    ("checksum", "text"),
+    ("tags", "text[]"),
+    ("inherit", "boolean"),
+    ("ttl", "bigint"),
+    ("metadata", "text"),
+    ("write_id", "text"),
+    ("skip", "bigint"),  # versions kept besides the new one; NULL keeps them all
+)
+SAVE_FUNCTION = re.sub(
+    r"%\((\w+)\)s",
+    r"p_\1",
+    """
+CREATE FUNCTION {schema}.{name}("""
+    + ", ".join(f"p_{name} {kind}" for name, kind in SAVE_PARAMS)
+    + """)
+RETURNS TABLE (version bigint, tags text[], created_at float8, size_bytes integer,
+    original_size integer, compression text, checksum text, ttl_seconds bigint,
+    expires_at float8, metadata text)
+LANGUAGE plpgsql AS $save$
+#variable_conflict use_column
+DECLARE
+    saved record;
+BEGIN
+    IF EXISTS (SELECT FROM {schema}.states
+               WHERE state_id = p_sid AND expires_at <= p_now) THEN"""
+    + REVIVE
+    + """;
+    END IF;"""
+    + SAVE
+    + """;
+    IF saved.version_count > p_skip + 1 THEN"""
+    + TRIM
+    + """;
+    END IF;
+    RETURN QUERY SELECT saved.version, saved.tags, saved.created_at, saved.size_bytes,
+        saved.original_size, saved.compression, saved.checksum, saved.ttl_seconds,
+        saved.expires_at, saved.metadata;
+END
+$save$""",
+)
+SAVE_CALL = (
+    "SELECT * FROM {schema}.{name}("
+    + ", ".join(f"%({name})s::{kind}" for name, kind in SAVE_PARAMS)
+    + ")"
+)
+FUNCTION_EXISTS = """
+SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %s AND p.proname = %s"""
 
 LAST_VERSIONS = (
     """

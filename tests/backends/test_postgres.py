@@ -430,6 +430,33 @@ def test_an_old_store_is_upgraded_with_the_latest_figures_in_states(make_store: 
     assert sorted(v for (v,) in recorded) == [version for version, _ in MIGRATIONS]
 
 
+@on_postgres
+def test_a_changed_save_function_is_created_beside_the_one_older_code_calls(
+    make_store: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # During a rolling upgrade, processes with the old and the new code share one schema:
+    # each must keep calling the save function its own code was written against.
+    old = make_store()
+    old.save_with_metadata({"n": 1}, "s", tags=["t"])
+    from persistence.backends import postgres_sql
+
+    changed = postgres_sql.SAVE_FUNCTION.replace("BEGIN", "BEGIN\n    -- a later release", 1)
+    monkeypatch.setattr(postgres_sql, "SAVE_FUNCTION", changed)
+    new = make_store(where=old.schema)
+    assert new._q.save_name != old._q.save_name
+    new.save_with_metadata({"n": 2}, "s")
+    old.save_with_metadata({"n": 3}, "s")
+    assert [m.version for m in new.list_versions("s")] == [1, 2, 3]
+    assert new.load_with_metadata("s")[1].tags == ("t",)
+    with admin() as conn:
+        functions = conn.execute(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = %s ORDER BY 1",
+            [old.schema],
+        ).fetchall()
+    assert sorted(name for (name,) in functions) == sorted([old._q.save_name, new._q.save_name])
+
+
 @pytest.mark.slow
 @on_postgres
 def test_search_and_tag_pages_read_only_states_and_are_planned_per_tag(
