@@ -3,7 +3,8 @@
     python bench/bench_postgres.py [--n 3000] [--states 100000] [--dsn postgresql://…]
 
 Targets (1.7 KB JSON state, LZ4, 3 tags):
-- save_with_metadata >= 0.6x one raw autocommitted INSERT of a similar row (bytea payload);
+- save_with_metadata >= 0.6x one raw autocommitted INSERT of a similar row (bytea payload),
+  timed on states already at max_versions (each save prunes one) and on a store keeping all;
 - load_with_metadata >= 0.5x one raw SELECT by primary key;
 - loading the latest version of a state with 10,000 versions costs <= 1.2x one with 10;
 - search_by_tags (also with 1,000 hits) and a page of page_states (also filtered by a tag on
@@ -79,15 +80,27 @@ def run(args: argparse.Namespace, schema: str) -> bool:
     def raw_select(i: int) -> None:
         raw.execute(select, (f"k{abs(i) % 1000}",)).fetchone()
 
+    # The steady state of a long-lived state: each already holds max_versions (10) versions,
+    # so every timed save also prunes the oldest. A store keeping every version never prunes.
+    for _ in range(store.max_versions or 0):
+        store.save_many([{"state_id": f"s{i}", "state": state, "tags": TAGS} for i in range(1000)])
+    unpruned = PostgresStatePersistence(
+        args.dsn, schema=schema, compression_type=CompressionType.LZ4, max_versions=None
+    )
+
     def save(i: int) -> None:
         store.save_with_metadata(state, f"s{i % 1000}", tags=TAGS)
+
+    def save_all_kept(i: int) -> None:
+        unpruned.save_with_metadata(state, f"u{i % 1000}", tags=TAGS)
 
     def load(i: int) -> None:
         store.load_with_metadata(f"s{abs(i) % 1000}")
 
     rows = []
     for name, mine, theirs, target in (
-        ("save_with_metadata", save, raw_insert, 0.6),
+        ("save, prunes one", save, raw_insert, 0.6),
+        ("save, max_versions=None", save_all_kept, raw_insert, 0.6),
         ("load_with_metadata", load, raw_select, 0.5),
     ):
         a, b = interleaved(mine, theirs, args.n)
@@ -96,6 +109,7 @@ def run(args: argparse.Namespace, schema: str) -> bool:
     ok = print_table("PostgreSQL (store vs raw psycopg)", rows)
     raw.close()
     store.close()
+    unpruned.close()
     ok &= deep_history(args, schema)
     ok &= big_store(args, schema)
     return ok
