@@ -87,6 +87,7 @@ def run(args: argparse.Namespace, schema: str) -> bool:
     unpruned = PostgresStatePersistence(
         args.dsn, schema=schema, compression_type=CompressionType.LZ4, max_versions=None
     )
+    unpruned.save_many([{"state_id": f"u{i}", "state": state, "tags": TAGS} for i in range(1000)])
 
     def save(i: int) -> None:
         store.save_with_metadata(state, f"s{i % 1000}", tags=TAGS)

@@ -224,8 +224,12 @@ class PostgresStatePersistence(StatePersistence):
             if exc.diag.constraint_name == "versions_pkey":
                 raise self._conflict(conn, requests, now) from exc
             raise
-        except errors.TransactionRollback as exc:
-            raise _Retry from exc
+        except psycopg.OperationalError as exc:
+            # Class 40: a deadlock or serialization failure rolled the transaction back; psycopg
+            # files those under OperationalError (not TransactionRollback, which is 40000 only).
+            if (exc.sqlstate or "").startswith("40"):
+                raise _Retry from exc
+            raise
         out = []
         for request, cursor in zip(requests, cursors, strict=True):
             rec = cursor.fetchone()
@@ -237,7 +241,7 @@ class PostgresStatePersistence(StatePersistence):
         self, conn: Conn, requests: Sequence[WriteRequest], now: float
     ) -> VersionConflictError:
         """Which request was refused: replay the version rules on the states' current last
-        versions (the refused pipeline changed nothing)."""
+        versions (the refused save changed nothing)."""
         ids = list({r.state_id for r in requests})
         last = dict(conn.execute(self._q.last_versions, {"ids": ids, "now": now}).fetchall())
         for request in requests:
@@ -494,10 +498,13 @@ class _Queries:
     def __init__(self, schema: str) -> None:
         self._schema = sql.Identifier(schema)
         render = self.__call__
-        # Named after its text: a changed function is a new one, created next to the old.
-        self.save_name = "save_" + hashlib.sha256(pg_sql.SAVE_FUNCTION.encode()).hexdigest()[:16]
+        # Named after its text and the schema it names: a changed function, or the same in a
+        # renamed schema, is a new one, created next to the old. The digest also makes the
+        # body's dollar-quote tag, which a schema name cannot contain by accident.
+        digest = hashlib.sha256(f"{schema}\0{pg_sql.SAVE_FUNCTION}".encode()).hexdigest()[:16]
+        self.save_name = f"save_{digest}"
         name = sql.Identifier(self.save_name)
-        self.save_function = self(pg_sql.SAVE_FUNCTION, name=name)
+        self.save_function = self(pg_sql.SAVE_FUNCTION, name=name, tag=sql.SQL(f"$s_{digest}$"))
         self.save = self(pg_sql.SAVE_CALL, name=name)
         self.last_versions = render(pg_sql.LAST_VERSIONS)
         self.read, self.read_many = render(pg_sql.READ), render(pg_sql.READ_MANY)
@@ -519,20 +526,23 @@ class _Queries:
         self.pick_overfull = render(pg_sql.PICK_OVERFULL)
         self.counts, self.server_info = render(pg_sql.COUNTS), render(pg_sql.SERVER_INFO)
 
-    def __call__(self, text: str, **names: sql.Identifier) -> str:
-        return sql.SQL(text).format(schema=self._schema, **names).as_string(None)
+    def __call__(self, text: str, **parts: sql.Composable) -> str:
+        return sql.SQL(text).format(schema=self._schema, **parts).as_string(None)
 
 
 def _translate(exc: psycopg.Error, *, outcome_unknown: bool = False) -> PersistenceError:
     """The one place psycopg errors become statehub errors."""
+    # The server's own message, without the CONTEXT lines that quote the whole statement
+    # (an error inside the save function would carry its several KB of SQL).
+    text = exc.diag.message_primary or str(exc)
     if outcome_unknown:
         return OutcomeUnknownError(
-            f"the connection to PostgreSQL was lost after the write was sent ({exc}); "
+            f"the connection to PostgreSQL was lost after the write was sent ({text}); "
             "retry with the same write_id"
         )
     if isinstance(exc, psycopg.OperationalError):  # includes PoolTimeout and terminations
-        return BackendUnavailableError(f"PostgreSQL is unavailable: {exc}")
-    return PersistenceError(f"PostgreSQL error: {exc}")
+        return BackendUnavailableError(f"PostgreSQL is unavailable: {text}")
+    return PersistenceError(f"PostgreSQL error: {text}")
 
 
 def _pipeline(

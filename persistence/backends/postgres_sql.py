@@ -33,7 +33,7 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX states_expires_at ON {schema}.states (expires_at)"
             " WHERE expires_at IS NOT NULL",
             "CREATE INDEX states_updated ON {schema}.states (updated_at, state_id)",
-            # No fast-update pending list: every search would scan it linearly until a vacuum.
+            # Fast update is turned back on, with a small pending list, by migration 3.
             "CREATE INDEX states_tags ON {schema}.states USING gin (tags) WITH (fastupdate = off)",
             """CREATE TABLE {schema}.versions (
             state_id text COLLATE "C" NOT NULL,
@@ -89,6 +89,7 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
         # inserting each into its posting tree was the costliest part of a save. A pending list
         # takes them cheaply; kept at the smallest size (64 kB), a search scans little of it,
         # and the save that fills it merges it into the trees at once, many entries per page.
+        # The ALTER locks the index exclusively for a moment, after any open transaction on it.
         3,
         ("ALTER INDEX {schema}.states_tags SET (fastupdate = on, gin_pending_list_limit = 64)",),
     ),
@@ -201,8 +202,8 @@ WHERE s.state_id = %(sid)s AND g.n > 0"""
 # transaction. Under READ COMMITTED each statement inside takes a fresh snapshot, as REVIVE, SAVE
 # and TRIM need (see postgres.py), and the function skips REVIVE and TRIM when they would change
 # nothing instead of running them. %(name)s parameters become p_name; the statements above are its
-# only copy. The store names the function after a digest of this text and creates it when
-# missing, so processes running older code keep calling their own.
+# only copy. The store names the function after a digest of this text and of its schema, and
+# creates it when missing, so processes running older code keep calling their own.
 SAVE_PARAMS = (
     ("sid", "text"),
     ("version", "bigint"),
@@ -232,7 +233,7 @@ CREATE FUNCTION {schema}.{name}("""
 RETURNS TABLE (version bigint, tags text[], created_at float8, size_bytes integer,
     original_size integer, compression text, checksum text, ttl_seconds bigint,
     expires_at float8, metadata text)
-LANGUAGE plpgsql AS $save$
+LANGUAGE plpgsql AS {tag}
 #variable_conflict use_column
 DECLARE
     saved record;
@@ -252,7 +253,7 @@ BEGIN
         saved.original_size, saved.compression, saved.checksum, saved.ttl_seconds,
         saved.expires_at, saved.metadata;
 END
-$save$""",
+{tag}""",
 )
 SAVE_CALL = (
     "SELECT * FROM {schema}.{name}("

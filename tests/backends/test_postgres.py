@@ -53,6 +53,16 @@ def terminate(pids: list[int], store: PostgresStatePersistence) -> None:
         time.sleep(0.02)
 
 
+def started_waiting(store: PostgresStatePersistence, work: Callable[[], None]) -> threading.Thread:
+    """``work`` started in a thread, returned once the store's session waits for a lock."""
+    thread = threading.Thread(target=work)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not backends_of(store, "waiting") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return thread
+
+
 def round_trips(store: PostgresStatePersistence, action: Callable[[], object], tmp: Path) -> int:
     """How many times ``action`` makes the client wait for the server: libpq's protocol trace
     of the store's only connection, counting the Sync (extended) and Query (simple) messages
@@ -213,11 +223,7 @@ def test_a_connection_lost_after_a_write_was_sent_is_outcome_unknown(
     with admin() as blocker, blocker.transaction():
         # Hold the state's row so the save is sent and then waits, and cut it off there.
         blocker.execute(f'SELECT 1 FROM "{store.schema}".states FOR UPDATE')
-        writer = threading.Thread(target=save)
-        writer.start()
-        deadline = time.monotonic() + 10
-        while not backends_of(store, "waiting") and time.monotonic() < deadline:
-            time.sleep(0.02)
+        writer = started_waiting(store, save)
         terminate(backends_of(store, "waiting"), store)
         writer.join(timeout=10)
     assert len(outcome) == 1 and isinstance(outcome[0], OutcomeUnknownError)
@@ -455,6 +461,79 @@ def test_a_changed_save_function_is_created_beside_the_one_older_code_calls(
             [old.schema],
         ).fetchall()
     assert sorted(name for (name,) in functions) == sorted([old._q.save_name, new._q.save_name])
+
+
+@on_postgres
+def test_a_renamed_schema_and_one_with_dollar_quotes_in_its_name_keep_saving(
+    make_store: Factory,
+) -> None:
+    odd = make_store(where=f"odd$save$name$s_{uuid.uuid4().hex[:6]}")
+    odd.save_with_metadata({"n": 1}, "s")
+    assert odd.load_with_metadata("s")[0] == {"n": 1}
+
+    store = make_store()
+    store.save_with_metadata({"n": 1}, "s")
+    store.close()
+    renamed = f"{store.schema}_renamed"
+    with admin() as conn:
+        conn.execute(f'ALTER SCHEMA "{store.schema}" RENAME TO "{renamed}"')
+    moved = make_store(where=renamed)
+    moved.save_with_metadata({"n": 2}, "s")
+    assert [m.version for m in moved.list_versions("s")] == [1, 2]
+
+
+@pytest.mark.slow
+@on_postgres
+def test_a_save_that_loses_a_deadlock_is_retried(make_store: Factory) -> None:
+    store = make_store(max_size=1)
+    store.save_many([{"state_id": sid, "state": {"n": 0}} for sid in ("p", "q")])
+    table = f'"{store.schema}".states'
+    outcome: list[object] = []
+
+    def save_q_then_p() -> None:
+        try:
+            outcome.append(
+                store.save_many([{"state_id": sid, "state": {"n": 1}} for sid in ("q", "p")])
+            )
+        except Exception as exc:
+            outcome.append(exc)
+
+    with admin() as other:
+        other.execute("SET deadlock_timeout = '30s'")  # the store's session detects it first
+        other.execute("BEGIN")
+        other.execute(f"SELECT FROM {table} WHERE state_id = 'p' FOR UPDATE")
+        writer = started_waiting(store, save_q_then_p)
+        # The store holds q and waits for p; taking q closes the cycle. The store's session is
+        # the one the server rolls back, and the store tries its save again.
+        other.execute(f"SELECT FROM {table} WHERE state_id = 'q' FOR UPDATE")
+        other.execute("COMMIT")
+        writer.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], list), outcome
+    assert [store.load_with_metadata(sid)[1].version for sid in ("p", "q")] == [2, 2]
+
+
+@on_postgres
+def test_a_server_error_inside_the_save_reads_as_its_message_not_the_sql(
+    make_store: Factory,
+) -> None:
+    store = make_store()
+    store.save_with_metadata({"n": 0}, "s")
+    slow = PostgresStatePersistence(
+        f"{POSTGRES_DSN}?options=-c%20statement_timeout%3D300", schema=store.schema
+    )
+    try:
+        with admin() as other:
+            other.execute("BEGIN")
+            other.execute(f"SELECT FROM \"{store.schema}\".states WHERE state_id = 's' FOR UPDATE")
+            with pytest.raises(BackendUnavailableError) as caught:
+                slow.save_with_metadata({"n": 1}, "s")
+            other.execute("ROLLBACK")
+    finally:
+        slow.close()
+    message = str(caught.value)
+    assert "statement timeout" in message
+    assert "SELECT" not in message and len(message) < 200, message
+    assert store.load_with_metadata("s")[1].version == 1  # the timed-out save wrote nothing
 
 
 @pytest.mark.slow
