@@ -8,6 +8,7 @@ When a server is down the test is skipped locally but fails under CI=true: CI ne
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -120,3 +121,21 @@ def store(make_store: Callable[..., StatePersistence], clock: FakeClock) -> Stat
 
 def new_id() -> str:
     return f"s-{uuid.uuid4().hex[:10]}"
+
+
+def run_threads(work: Callable[[int], object], count: int) -> list[BaseException]:
+    """Run ``work(0)`` … ``work(count - 1)`` in threads at once; what they raised, if anything."""
+    errors: list[BaseException] = []
+
+    def guarded(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as exc:  # reported to the test by the return value
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -23,7 +23,7 @@ from persistence import (
     VersionPrunedError,
     connect,
 )
-from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, open_store
+from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, open_store, run_threads
 
 psycopg = pytest.importorskip("psycopg")
 from persistence.backends.postgres import MIGRATIONS, PostgresStatePersistence  # noqa: E402
@@ -240,22 +240,13 @@ def test_threads_saving_one_state_get_contiguous_versions(
     threads, saves = 8, 25
     store = make_store(max_versions=keep, max_size=threads)
     barrier = threading.Barrier(threads)
-    errors: list[BaseException] = []
 
     def writer(worker: int) -> None:
-        try:
-            barrier.wait()
-            for n in range(saves):
-                store.save_with_metadata({"worker": worker, "n": n}, "shared", tags=[f"w{n}"])
-        except BaseException as exc:
-            errors.append(exc)
+        barrier.wait()
+        for n in range(saves):
+            store.save_with_metadata({"worker": worker, "n": n}, "shared", tags=[f"w{n}"])
 
-    pool = [threading.Thread(target=writer, args=(w,)) for w in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    assert errors == []
+    assert run_threads(writer, threads) == []
     total = threads * saves
     versions = [m.version for m in store.list_versions("shared")]
     if keep is None:

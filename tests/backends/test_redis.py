@@ -6,6 +6,7 @@ namespace) or a throwaway ``redis-server`` a ``faults`` test starts and kills it
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from redis.crc import key_slot
 
 from persistence import BackendUnavailableError, OutcomeUnknownError, connect
 from persistence.backends.redis import RedisStatePersistence, _check_server_version, _redact
-from tests.conftest import REDIS_URL, FakeClock, drop_store
+from tests.conftest import REDIS_URL, FakeClock, drop_store, run_threads
 
 HOSTILE_IDS = ["plain", "{}", "}{", "a{b}c", "{x", "y}", "{{z}}", "a:b:{c}", "é {🚀}"]
 
@@ -144,6 +145,62 @@ def test_every_call_is_one_round_trip(open_redis, raw: redis.Redis) -> None:
         lambda: store.delete_version("s", 1),
     ):
         assert round_trips(raw, name, action) == one_script
+
+
+# ---------------------------------------------------------------- connections
+
+
+def test_a_connection_the_server_closed_between_calls_is_reopened(open_redis, raw) -> None:
+    name = f"cl-{uuid.uuid4().hex[:8]}"
+    store = open_redis(redis_options={"client_name": name, "max_connections": 1})
+    store.save_with_metadata({"v": 0}, "s")
+    for n in (1, 2):  # a client timeout or an operator's CLIENT KILL, then the next call
+        (line,) = [c for c in raw.client_list() if c["name"] == name]
+        raw.client_kill_filter(_id=line["id"])
+        assert store.save_with_metadata({"v": n}, "s").version == n + 1
+        loaded = store.load_with_metadata("s")
+        assert loaded is not None and loaded[0] == {"v": n}
+
+
+def test_connections_stay_within_max_connections_when_threads_mix_calls(open_redis) -> None:
+    # Saves and loads keep their connection between calls; pipelines and reply-parsing calls
+    # go through redis-py's pool, which must still find one there under max_connections.
+    store = open_redis(redis_options={"max_connections": 2})
+
+    def work(n: int) -> None:
+        for i in range(150):
+            sid = f"t{n}-{i % 5}"
+            store.save_with_metadata({"n": n, "i": i}, sid, tags=[f"t{n}"])
+            loaded = store.load_with_metadata(sid)
+            assert loaded is not None and loaded[0] == {"n": n, "i": i}
+            assert store.load_many([sid])[sid] is not None  # a pipeline
+            assert (f"t{n}", 5 if i >= 4 else i + 1) in store.list_tags()  # via the client
+
+    assert run_threads(work, 2) == []
+
+
+def test_a_forked_child_uses_its_own_connection(open_redis) -> None:
+    # A child sharing its parent's socket would read the parent's replies as its own.
+    store = open_redis()
+    store.save_with_metadata({"who": "parent"}, "p")
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code, never through pytest
+        ok = True
+        try:
+            for i in range(300):
+                store.save_with_metadata({"who": "child", "i": i}, "c")
+                loaded = store.load_with_metadata("c")
+                ok &= loaded is not None and loaded[0] == {"who": "child", "i": i}
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    for _ in range(300):
+        loaded = store.load_with_metadata("p")
+        assert loaded is not None and loaded[0] == {"who": "parent"}
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    loaded = store.load_with_metadata("c")
+    assert loaded is not None and loaded[0] == {"who": "child", "i": 299}
 
 
 # ---------------------------------------------------------------- layout

@@ -7,7 +7,6 @@ a fake clock (``clock.advance(seconds)`` moves time for TTLs).
 from __future__ import annotations
 
 import hashlib
-import threading
 from datetime import datetime
 
 import orjson
@@ -23,7 +22,7 @@ from persistence import (
     VersionPrunedError,
 )
 from persistence.store import ROLLBACK_KEY
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, run_threads
 from tests.corruption import corrupt_version
 
 BIG = {"data": "x" * 10_000}
@@ -754,21 +753,12 @@ def test_hostile_but_valid_ids_and_tags_round_trip(store: StatePersistence) -> N
 
 def test_threads_saving_one_state_lose_and_duplicate_no_version(make_store) -> None:
     store = make_store(max_versions=None)
-    errors: list[BaseException] = []
 
     def writer(worker: int) -> None:
-        try:
-            for n in range(25):
-                store.save_with_metadata({"worker": worker, "n": n}, "shared")
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for n in range(25):
+            store.save_with_metadata({"worker": worker, "n": n}, "shared")
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_threads(writer, 8) == []
     assert versions_of(store, "shared") == list(range(1, 201))
     states = [store.load_with_metadata("shared", version=v) for v in range(1, 201)]
     assert len({(s[0]["worker"], s[0]["n"]) for s in states if s}) == 200
