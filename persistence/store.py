@@ -649,19 +649,20 @@ class StatePersistence(ABC):
 
     @staticmethod
     def _metadata(row: VersionRow) -> StateMetadata:
+        # Positional (in StateMetadata's field order): a search builds a thousand of these.
         return StateMetadata(
-            state_id=row.state_id,
-            version=row.version,
-            created_at=datetime.fromtimestamp(row.created_at, tz=UTC),
-            size_bytes=row.size_bytes,
-            original_size=row.original_size,
-            compression_type=_COMPRESSION[row.compression],
-            checksum=row.checksum,
-            tags=tuple(row.tags),
-            ttl_seconds=row.ttl_seconds,
-            expires_at=from_timestamp(row.expires_at),
-            metadata={} if row.metadata == "{}" else orjson.loads(row.metadata),
-            write_id=row.write_id,
+            row.state_id,
+            row.version,
+            datetime.fromtimestamp(row.created_at, tz=UTC),
+            row.size_bytes,
+            row.original_size,
+            _COMPRESSION[row.compression],
+            row.checksum,
+            tuple(row.tags),
+            row.ttl_seconds,
+            None if row.expires_at is None else datetime.fromtimestamp(row.expires_at, tz=UTC),
+            {} if row.metadata == "{}" else orjson.loads(row.metadata),
+            row.write_id,
         )
 
     # ------------------------------------------------------------------ backend hooks

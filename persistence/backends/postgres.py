@@ -667,7 +667,10 @@ def _version_row(rec: tuple[Any, ...]) -> VersionRow:
 
 def _latest_row(rec: tuple[Any, ...]) -> VersionRow:
     """A VersionRow without its frame from a states row (postgres_sql._LATEST_ROW)."""
-    return _version_row((*rec[:3], b"", *rec[3:]))
+    sid, version, created, size, orig, comp, checksum, tags, ttl, exp, meta, wid = rec
+    return VersionRow(
+        sid, version, created, b"", size, orig, comp, checksum, tuple(tags), ttl, exp, meta, wid
+    )
 
 
 def _summary(rec: tuple[Any, ...]) -> StateSummary:

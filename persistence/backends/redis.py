@@ -266,10 +266,14 @@ class RedisStatePersistence(StatePersistence):
         return self._pooled().execute_command(*args)  # type: ignore[no-untyped-call]
 
     def _key(self, kind: str, state_id: str) -> str:
+        (key,) = self._keys(state_id, kind)
+        return key
+
+    def _keys(self, state_id: str, *kinds: str) -> list[str]:
         # A hash of the id is the hash tag, so ids containing braces cannot move any key of
         # the state to another cluster slot; the id itself follows to keep keys unique.
         tag = hashlib.sha1(state_id.encode()).hexdigest()[:16]
-        return f"{self.namespace}:{{{tag}}}:{kind}:{state_id}"
+        return [f"{self.namespace}:{{{tag}}}:{kind}:{state_id}" for kind in kinds]
 
     @staticmethod
     def _row(
@@ -305,7 +309,7 @@ class RedisStatePersistence(StatePersistence):
         for request in requests:
             row = request.row
             sid = row.state_id
-            keys += (self._key("h", sid), self._key("z", sid))
+            keys += self._keys(sid, "h", "z")
             meta = (
                 f"{row.size_bytes}{SEP}{row.original_size}{SEP}{row.created_at!r}"
                 f"{SEP}{row.compression}{SEP}{row.checksum}{SEP}{row.ttl_seconds or ''}"
@@ -342,7 +346,7 @@ class RedisStatePersistence(StatePersistence):
         return self._delete(state_id, "")
 
     def _delete(self, state_id: str, version: str) -> bool:
-        keys = [self._key(kind, state_id) for kind in "hzc"]
+        keys = self._keys(state_id, "h", "z", "c")
         return bool(self._eval(DELETE, keys, self.clock(), [version, state_id], write=True))
 
     # -- reads
@@ -378,7 +382,7 @@ class RedisStatePersistence(StatePersistence):
         return {sid: row for sid, row in rows.items() if row is not None}
 
     def _versions(self, state_id: str, now: float) -> list[VersionRow]:
-        keys = [self._key("h", state_id), self._key("z", state_id)]
+        keys = self._keys(state_id, "h", "z")
         reply = self._eval(VERSIONS, keys, now)
         if not reply:
             return []
