@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -128,6 +129,8 @@ class _Connection(Protocol):
     def connect(self) -> None: ...
     def disconnect(self) -> None: ...
     def can_read(self) -> bool: ...
+    def should_reconnect(self) -> bool: ...
+    def re_auth(self) -> None: ...
     def send_command(self, *args: Any) -> None: ...
     def read_response(self) -> Any: ...
 
@@ -139,18 +142,18 @@ class _Idle:
     metrics counters, two pid checks), as much as the Python of a whole save. Connections are
     taken from the pool once, so ``max_connections`` still bounds them, and then kept in a
     list: ``pop`` and ``append`` are atomic, so threads share it without a lock. Each checkout
-    still polls the socket, as the pool does, so a connection the server closed (a restart)
-    or one left with an unread reply is reopened before anything is sent on it.
+    still does what the pool's would: it polls the socket, so a connection the server closed
+    (a restart) or one left with an unread reply is reopened before anything is sent on it,
+    and it honours redis-py's requests to reconnect (a maintenance notice) or to re-send a
+    renewed credential. A forked child forgets its parent's connections (``_after_fork``).
     """
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool
         self._conns: list[_Connection] = []
-        self._pid = os.getpid()
+        _EVERY_IDLE.add(self)
 
     def get(self) -> _Connection:
-        if self._pid != os.getpid():  # a forked child must not share its parent's sockets
-            self._conns, self._pid = [], os.getpid()
         try:
             conn = self._conns.pop()
         except IndexError:
@@ -158,12 +161,13 @@ class _Idle:
             return fresh
         try:
             try:
-                stale = conn.can_read()
+                stale = conn.can_read() or conn.should_reconnect()
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 stale = True
             if stale:
                 conn.disconnect()
             conn.connect()  # reconnects one that an error disconnected; else a no-op
+            conn.re_auth()  # a no-op unless a credential provider renewed its token
         except BaseException:
             self._conns.append(conn)
             raise
@@ -184,6 +188,22 @@ class _Idle:
             except IndexError:
                 return
             self._pool.release(conn)  # type: ignore[arg-type]
+
+    def forget(self) -> None:
+        self._conns = []
+
+
+_EVERY_IDLE: weakref.WeakSet[_Idle] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # Runs in a forked child before any other thread exists there: the child must not share
+    # its parent's sockets (redis-py's pool resets itself in the child too).
+    for idle in list(_EVERY_IDLE):
+        idle.forget()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class RedisStatePersistence(StatePersistence):
@@ -254,6 +274,9 @@ class RedisStatePersistence(StatePersistence):
                 return io.read_response()
         except RedisError as exc:
             raise _translate_error(exc, sent_write=write) from exc
+        except BaseException:
+            io.disconnect()  # interrupted (a signal) between send and reply: the reply may come
+            raise
         finally:
             self._idle.put(io)
 

@@ -179,28 +179,34 @@ def test_connections_stay_within_max_connections_when_threads_mix_calls(open_red
     assert run_threads(work, 2) == []
 
 
-def test_a_forked_child_uses_its_own_connection(open_redis) -> None:
+def test_a_forked_child_uses_its_own_connection(open_redis, raw) -> None:
     # A child sharing its parent's socket would read the parent's replies as its own.
-    store = open_redis()
-    store.save_with_metadata({"who": "parent"}, "p")
+    name = f"fork-{uuid.uuid4().hex[:8]}"
+    store = open_redis(redis_options={"client_name": name, "socket_timeout": 5})
+    store.save_with_metadata({"who": "parent"}, "p")  # opens the connection a child inherits
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report through the exit code, never through pytest
-        ok = True
+        ok = False
         try:
-            for i in range(300):
-                store.save_with_metadata({"who": "child", "i": i}, "c")
-                loaded = store.load_with_metadata("c")
-                ok &= loaded is not None and loaded[0] == {"who": "child", "i": i}
-        except BaseException:
-            ok = False
-        os._exit(0 if ok else 1)
-    for _ in range(300):
+            store.save_with_metadata({"who": "child"}, "c")
+            loaded = store.load_with_metadata("c")
+            ok = loaded is not None and loaded[0] == {"who": "child"}
+            os.write(ready_w, b"x")
+            os.read(done_r, 1)  # keep the connection open while the parent counts
+        finally:
+            os._exit(0 if ok else 1)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        connections = [c for c in raw.client_list() if c["name"] == name]
         loaded = store.load_with_metadata("p")
         assert loaded is not None and loaded[0] == {"who": "parent"}
-    _, status = os.waitpid(pid, 0)
+    finally:
+        os.write(done_w, b"x")
+        _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    loaded = store.load_with_metadata("c")
-    assert loaded is not None and loaded[0] == {"who": "child", "i": 299}
+    assert len(connections) == 2  # the parent's and the child's own
 
 
 # ---------------------------------------------------------------- layout
@@ -452,22 +458,26 @@ def test_a_restarted_server_is_used_again_and_scripts_reload(server) -> None:
         assert loaded is not None and loaded[0] == {"v": 3}
 
 
+def stall(srv: Server, seconds: float) -> threading.Thread:
+    """Block the whole server (DEBUG SLEEP): commands sent meanwhile run when it wakes up."""
+
+    def sleep() -> None:
+        with redis.Redis(port=srv.port) as admin:
+            admin.execute_command("DEBUG", "SLEEP", seconds)
+
+    thread = threading.Thread(target=sleep)
+    thread.start()
+    time.sleep(0.1)
+    return thread
+
+
 @pytest.mark.faults
 def test_a_write_whose_reply_is_lost_raises_outcome_unknown(server) -> None:
     srv = server("--enable-debug-command", "yes")
-    admin = redis.Redis(port=srv.port)
-
-    def stall(seconds: float) -> threading.Thread:
-        # DEBUG SLEEP blocks the whole server: commands sent meanwhile run when it wakes up,
-        # long after the client gave up waiting for their replies.
-        thread = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", seconds))
-        thread.start()
-        time.sleep(0.1)
-        return thread
-
     with RedisStatePersistence(srv.url, {"socket_timeout": 0.3}) as store:
         store.save_with_metadata({"warm": 1}, "warm")
-        sleeper = stall(0.8)
+        # The reply comes long after the client gave up waiting for it.
+        sleeper = stall(srv, 0.8)
         with pytest.raises(OutcomeUnknownError):
             store.save_with_metadata({"v": 1}, "s", write_id="req-1")
         sleeper.join()
@@ -476,12 +486,11 @@ def test_a_write_whose_reply_is_lost_raises_outcome_unknown(server) -> None:
         # A retry with the same write_id returns the first attempt's version, not a second.
         assert store.save_with_metadata({"v": 1}, "s", write_id="req-1").version == 1
         assert [m.version for m in store.list_versions("s")] == [1]
-        sleeper = stall(0.8)
+        sleeper = stall(srv, 0.8)
         with pytest.raises(BackendUnavailableError) as info:  # a read: nothing to doubt
             store.load_with_metadata("s")
         assert not isinstance(info.value, OutcomeUnknownError)
         sleeper.join()
-    admin.close()
 
 
 @pytest.mark.faults
@@ -503,3 +512,25 @@ def test_rediss_against_a_plain_server_is_unavailable_not_a_crash(server) -> Non
         RedisStatePersistence(
             f"rediss://127.0.0.1:{srv.port}/0", {"socket_timeout": 1, "socket_connect_timeout": 1}
         )
+
+
+@pytest.mark.faults
+def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next(
+    server, monkeypatch
+) -> None:
+    srv = server("--enable-debug-command", "yes")
+    with RedisStatePersistence(srv.url, {"max_connections": 1, "socket_timeout": 5}) as store:
+        store.save_with_metadata({"v": "a"}, "a")
+        store.save_with_metadata({"v": "b"}, "b")
+        sleeper = stall(srv, 0.5)  # so "a"'s reply cannot be on the socket yet
+
+        def interrupted(self: Any, *args: Any, **kwargs: Any) -> None:
+            raise KeyboardInterrupt  # a signal arriving after the command went out
+
+        with monkeypatch.context() as patch:
+            patch.setattr(redis.connection.AbstractConnection, "read_response", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                store.load_with_metadata("a")
+        loaded = store.load_with_metadata("b")  # the only connection: "a"'s reply is coming
+        assert loaded is not None and loaded[0] == {"v": "b"}
+        sleeper.join()
