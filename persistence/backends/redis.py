@@ -14,13 +14,11 @@ purged (``get_stats`` subtracts up to 10,000 unpurged ones itself).
 from __future__ import annotations
 
 import hashlib
-import os
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -28,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from persistence.backends.redis_connections import IdleConnections
 from persistence.errors import (
     BackendUnavailableError,
     OutcomeUnknownError,
@@ -123,89 +122,6 @@ def _redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-class _Connection(Protocol):
-    """The calls of a pooled redis-py connection that ``_send`` uses (typed for mypy)."""
-
-    def connect(self) -> None: ...
-    def disconnect(self) -> None: ...
-    def can_read(self) -> bool: ...
-    def should_reconnect(self) -> bool: ...
-    def re_auth(self) -> None: ...
-    def send_command(self, *args: Any) -> None: ...
-    def read_response(self) -> Any: ...
-
-
-class _Idle:
-    """Connections between two calls of ``_send``, kept out of redis-py's pool.
-
-    Checking a connection out of redis-py 8's pool and back costs 20-45 µs a call (a lock,
-    metrics counters, two pid checks), as much as the Python of a whole save. Connections are
-    taken from the pool once, so ``max_connections`` still bounds them, and then kept in a
-    list: ``pop`` and ``append`` are atomic, so threads share it without a lock. Each checkout
-    still does what the pool's would: it polls the socket, so a connection the server closed
-    (a restart) or one left with an unread reply is reopened before anything is sent on it,
-    and it honours redis-py's requests to reconnect (a maintenance notice) or to re-send a
-    renewed credential. A forked child forgets its parent's connections (``_after_fork``).
-    """
-
-    def __init__(self, pool: redis.ConnectionPool) -> None:
-        self._pool = pool
-        self._conns: list[_Connection] = []
-        _EVERY_IDLE.add(self)
-
-    def get(self) -> _Connection:
-        try:
-            conn = self._conns.pop()
-        except IndexError:
-            fresh: _Connection = self._pool.get_connection()  # connected and checked
-            return fresh
-        try:
-            try:
-                stale = conn.can_read() or conn.should_reconnect()
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                stale = True
-            if stale:
-                conn.disconnect()
-            conn.connect()  # reconnects one that an error disconnected; else a no-op
-            conn.re_auth()  # a no-op unless a credential provider renewed its token
-        except BaseException:
-            self._conns.append(conn)
-            raise
-        return conn
-
-    def put(self, conn: _Connection) -> None:
-        self._conns.append(conn)
-
-    def release_all(self) -> None:
-        """Hand the idle connections back to the pool, which counts them as in use until then.
-
-        Calls that go through redis-py's pool (pipelines, INFO) do this first, so connections
-        idle here never exhaust a small ``max_connections``.
-        """
-        while True:
-            try:  # one pop at a time: another thread may be putting one back meanwhile
-                conn = self._conns.pop()
-            except IndexError:
-                return
-            self._pool.release(conn)  # type: ignore[arg-type]
-
-    def forget(self) -> None:
-        self._conns = []
-
-
-_EVERY_IDLE: weakref.WeakSet[_Idle] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    # Runs in a forked child before any other thread exists there: the child must not share
-    # its parent's sockets (redis-py's pool resets itself in the child too).
-    for idle in list(_EVERY_IDLE):
-        idle.forget()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
 class RedisStatePersistence(StatePersistence):
     """A store in Redis (redis-py with hiredis); ``redis_options`` go to its ConnectionPool."""
 
@@ -232,7 +148,7 @@ class RedisStatePersistence(StatePersistence):
         options = {**(redis_options or {}), "decode_responses": False}
         self._pool = redis.ConnectionPool.from_url(redis_url, **options)
         self._client = redis.Redis(connection_pool=self._pool)
-        self._idle = _Idle(self._pool)
+        self._idle = IdleConnections(self._pool)
         try:
             with _boundary():
                 info = self._pooled().info("server")
