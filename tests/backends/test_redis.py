@@ -205,6 +205,8 @@ def test_a_forked_child_uses_its_own_connection(open_redis, raw) -> None:
     finally:
         os.write(done_w, b"x")
         _, status = os.waitpid(pid, 0)
+        for fd in (ready_r, ready_w, done_r, done_w):
+            os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(connections) == 2  # the parent's and the child's own
 
