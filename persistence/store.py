@@ -660,7 +660,7 @@ class StatePersistence(ABC):
             row.checksum,
             tuple(row.tags),
             row.ttl_seconds,
-            None if row.expires_at is None else datetime.fromtimestamp(row.expires_at, tz=UTC),
+            from_timestamp(row.expires_at),
             {} if row.metadata == "{}" else orjson.loads(row.metadata),
             row.write_id,
         )
