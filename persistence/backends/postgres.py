@@ -9,13 +9,20 @@ primary key serves prefix ranges and sorts in Python's code-point order.
 A save is one call of a PL/pgSQL function (``SAVE_FUNCTION``: one statement, one round trip,
 one implicit transaction); ``save_many`` pipelines one call per state. Inside it:
 
-1. ``REVIVE``: if the state has expired, lock it and drop its old versions (it restarts at 1);
-2. ``SAVE``: upsert the states row - the row lock serialises writers of one state and the
+1. when the store prunes, lock the states row first (``SELECT ... FOR UPDATE``): from then on
+   no other writer changes the state's versions until this transaction ends;
+2. ``REVIVE``: if the state has expired, drop its old versions (it restarts at 1); otherwise
+   ``PRETRIM``: when the save will write and the state already holds ``keep`` versions, drop
+   the oldest beforehand, so that the next statement writes the states row once, with the
+   final counters;
+3. ``SAVE``: upsert the states row - the row lock serialises writers of one state and the
    ``ON CONFLICT ... WHERE`` refuses a stale explicit version - and insert the version;
-3. ``TRIM``: drop versions past ``keep``, when the state holds more. It is a statement of its
-   own because under READ COMMITTED each statement sees the versions committed before it,
-   while one statement would only see those committed before it started (a writer it waited
-   for would be missed).
+4. ``TRIM``: only if the state still holds more than ``keep`` (two first saves of a state
+   racing, with no row to lock before), drop the extra versions.
+
+Each is a statement of its own because under READ COMMITTED each statement sees the versions
+committed before it, while one statement would only see those committed before it started (a
+writer it waited for would be missed).
 
 A refused upsert returns no row, so the version insert meets a NULL version and fails on the
 NOT NULL constraint: the database aborts the whole transaction, nothing is written, and we report

@@ -123,6 +123,8 @@ WITH stale AS (
     WHERE state_id = %(sid)s AND expires_at <= %(now)s::float8 FOR UPDATE)
 DELETE FROM {schema}.versions WHERE state_id = %(sid)s AND EXISTS (SELECT FROM stale)"""
 
+# These statements run only inside SAVE_FUNCTION: v_gone, v_gone_size, v_gone_orig and v_edge
+# are its variables, what PRETRIM dropped (0 and NULL when it did not run).
 SAVE = (
     """
 WITH dup AS (
@@ -147,13 +149,15 @@ WITH dup AS (
             ELSE greatest(%(version)s::bigint, s.last_version + 1) END,
         latest_version = CASE WHEN s.expires_at <= %(now)s::float8 THEN excluded.last_version
             ELSE greatest(%(version)s::bigint, s.last_version + 1) END,
-        pruned_below = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0 ELSE s.pruned_below END,
+        pruned_below = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0
+            WHEN v_gone > 0 THEN coalesce(v_edge, greatest(%(version)s::bigint, s.last_version + 1))
+            ELSE s.pruned_below END,
         version_count = CASE WHEN s.expires_at <= %(now)s::float8 THEN 1
-            ELSE s.version_count + 1 END,
+            ELSE s.version_count + 1 - v_gone END,
         stored_bytes = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0
-            ELSE s.stored_bytes END + excluded.size_bytes,
+            ELSE s.stored_bytes - v_gone_size END + excluded.size_bytes,
         original_bytes = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0
-            ELSE s.original_bytes END + excluded.original_size,
+            ELSE s.original_bytes - v_gone_orig END + excluded.original_size,
         tags = CASE WHEN %(inherit)s AND NOT coalesce(s.expires_at <= %(now)s::float8, false)
             THEN s.tags ELSE excluded.tags END,
         updated_at = excluded.updated_at, expires_at = excluded.expires_at,
@@ -183,6 +187,26 @@ SELECT version, tags, created_at, size_bytes, original_size, compression, checks
     ttl_seconds, expires_at, metadata, NULL FROM dup"""
 )
 
+# With the states row locked and before the new version goes in: drop the state's oldest
+# v_excess versions, reading the versions index up from v_low (pruned_below; below it lie only
+# entries of versions pruned earlier, dead until a vacuum) rather than down from the newest.
+# SAVE then writes the states row once, with these figures; v_edge, the oldest version kept, is
+# NULL when every one goes (max_versions=1) and the new version becomes the oldest.
+PRETRIM = """
+WITH edge AS (
+    SELECT version FROM {schema}.versions WHERE state_id = %(sid)s AND version >= v_low
+    ORDER BY version OFFSET v_excess LIMIT 1
+), gone AS (
+    DELETE FROM {schema}.versions WHERE state_id = %(sid)s AND version >= v_low
+        AND version < coalesce((SELECT version FROM edge), v_last + 1)
+    RETURNING size_bytes, original_size
+)
+SELECT count(*), coalesce(sum(size_bytes), 0), coalesce(sum(original_size), 0),
+    (SELECT version FROM edge)
+INTO v_gone, v_gone_size, v_gone_orig, v_edge FROM gone"""
+
+# The fallback when a save leaves more than it keeps without PRETRIM having run (two first
+# saves of one state racing, neither having a row to lock): a statement of its own, after SAVE.
 TRIM = """
 WITH edge AS (
     SELECT version FROM {schema}.versions WHERE state_id = %(sid)s
@@ -199,8 +223,8 @@ FROM (SELECT count(*) AS n, sum(size_bytes) AS size, sum(original_size) AS orig 
 WHERE s.state_id = %(sid)s AND g.n > 0"""
 
 # A save is one call of this function: one statement, one message each way, one implicit
-# transaction. Under READ COMMITTED each statement inside takes a fresh snapshot, as REVIVE, SAVE
-# and TRIM need (see postgres.py), and the function skips REVIVE and TRIM when they would change
+# transaction. Under READ COMMITTED each statement inside takes a fresh snapshot, as REVIVE,
+# PRETRIM, SAVE and TRIM need (see postgres.py), and the function skips the ones that would change
 # nothing instead of running them. %(name)s parameters become p_name; the statements above are its
 # only copy. The store names the function after a digest of this text and of its schema, and
 # creates it when missing, so processes running older code keep calling their own.
@@ -237,10 +261,31 @@ LANGUAGE plpgsql AS {tag}
 #variable_conflict use_column
 DECLARE
     saved record;
+    v_expired boolean;
+    v_excess bigint;  -- versions to drop before adding one, to keep p_skip + 1
+    v_low bigint;
+    v_last bigint;
+    v_gone bigint := 0;
+    v_gone_size bigint := 0;
+    v_gone_orig bigint := 0;
+    v_edge bigint;
 BEGIN
-    IF EXISTS (SELECT FROM {schema}.states
-               WHERE state_id = p_sid AND expires_at <= p_now) THEN"""
+    IF p_skip IS NULL THEN
+        SELECT expires_at <= p_now INTO v_expired FROM {schema}.states WHERE state_id = p_sid;
+    ELSE  -- locked: until commit no other writer changes this state's versions
+        SELECT expires_at <= p_now, version_count - p_skip, pruned_below, last_version
+        INTO v_expired, v_excess, v_low, v_last
+        FROM {schema}.states WHERE state_id = p_sid FOR UPDATE;
+    END IF;
+    IF v_expired THEN"""
     + REVIVE
+    + """;
+    -- Prune first only when SAVE will write: not a refused version, not a write_id retry.
+    ELSIF v_excess > 0 AND (p_version = 0 OR v_last < p_version)
+        AND (p_write_id IS NULL OR NOT EXISTS (
+            SELECT FROM {schema}.versions WHERE state_id = p_sid AND write_id = p_write_id))
+    THEN"""
+    + PRETRIM
     + """;
     END IF;"""
     + SAVE

@@ -20,6 +20,7 @@ from persistence import (
     BackendUnavailableError,
     OutcomeUnknownError,
     StatePersistence,
+    VersionConflictError,
     VersionPrunedError,
     connect,
 )
@@ -394,6 +395,63 @@ def test_states_keep_the_latest_versions_figures_through_every_write(
     hits = store.search_by_tags(["z"])
     assert hits == [store.load_with_metadata("a")[1]]  # type: ignore[index]
     assert hits[0].version == 3 and hits[0].metadata == {"m": 3}
+
+
+def drifted_counters(store: PostgresStatePersistence) -> list[Any]:
+    """States whose counters (count, sizes, oldest kept version) differ from their versions."""
+    schema = f'"{store.schema}"'
+    query = f"""
+        SELECT s.state_id FROM {schema}.states s LEFT JOIN (
+            SELECT state_id, count(*) AS n, sum(size_bytes) AS size,
+                sum(original_size) AS orig, min(version) AS oldest
+            FROM {schema}.versions GROUP BY state_id) v ON v.state_id = s.state_id
+        WHERE (s.version_count, s.stored_bytes, s.original_bytes)
+            IS DISTINCT FROM (v.n, v.size, v.orig)
+            OR (s.pruned_below > 0 AND s.pruned_below <> v.oldest)"""
+    with admin() as conn:
+        return [sid for (sid,) in conn.execute(query)]
+
+
+@on_postgres
+def test_a_pruning_save_writes_the_states_row_once_and_keeps_its_counters(
+    make_store: Factory,
+) -> None:
+    store = make_store(max_versions=3)
+    store.save_with_metadata({"v": 0}, "a")
+    schema = f'"{store.schema}"'
+    with admin() as conn:  # every write of a states row, counted by a trigger
+        conn.execute(f"CREATE TABLE {schema}.row_writes (state_id text)")
+        conn.execute(
+            f"CREATE FUNCTION {schema}.count_write() RETURNS trigger LANGUAGE plpgsql AS"
+            f" $$BEGIN INSERT INTO {schema}.row_writes VALUES (NEW.state_id); RETURN NULL; END$$"
+        )
+        conn.execute(
+            f"CREATE TRIGGER count_write AFTER UPDATE ON {schema}.states"
+            f" FOR EACH ROW EXECUTE FUNCTION {schema}.count_write()"
+        )
+
+    def row_writes() -> int:
+        with admin() as conn:
+            return conn.execute(f"SELECT count(*) FROM {schema}.row_writes").fetchone()[0]
+
+    for n in range(1, 8):  # from the fourth version on, each save prunes the oldest
+        store.save_with_metadata({"v": n, "pad": "x" * n}, "a", write_id=f"w{n}")
+    assert row_writes() == 7  # once per save, pruning or not (it used to be twice)
+    assert [m.version for m in store.list_versions("a")] == [6, 7, 8]
+    with pytest.raises(VersionPrunedError):
+        store.load_with_metadata("a", version=5)
+    # Refused saves at the limit prune nothing: a retried write_id and a stale version.
+    store.save_with_metadata({"v": 7, "pad": "x" * 7}, "a", write_id="w7")
+    with pytest.raises(VersionConflictError):
+        store.save_with_metadata({"v": 9}, "a", version=8)
+    assert [m.version for m in store.list_versions("a")] == [6, 7, 8]
+    # A store keeping fewer drops every extra version in the one save.
+    make_store(where=store.schema, max_versions=1).save_with_metadata({"v": 9}, "a")
+    assert [m.version for m in store.list_versions("a")] == [9]
+    with pytest.raises(VersionPrunedError):
+        store.load_with_metadata("a", version=8)
+    assert drifted_counters(store) == [] and stale_figures(store) == []
+    assert store.get_stats()["total_versions"] == 1
 
 
 @on_postgres
