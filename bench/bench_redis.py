@@ -103,8 +103,15 @@ def part_one(store: RedisStatePersistence, raw: redis.Redis, ns: str) -> bool:
     size = len(orjson.dumps(state))
     frame = store.save_with_metadata(state, "probe", tags=TAGS).size_bytes
     print(f"state: {size} bytes of JSON, {frame} bytes stored (LZ4), tags {TAGS}")
-    for i in range(1000):  # a steady state: every id already has versions to prune
-        store.save_with_metadata(state, f"s{i}", tags=TAGS, ttl_seconds=3600)
+    # The steady state of a long-lived state: each id already holds max_versions versions, so
+    # every timed save also prunes the oldest.
+    for _ in range(store.max_versions or 1):
+        store.save_many(
+            [
+                {"state_id": f"s{i}", "state": state, "tags": TAGS, "ttl_seconds": 3600}
+                for i in range(1000)
+            ]
+        )
     script = raw.register_script(RAW_SCRIPT)
     payload = os.urandom(frame)
     raw_keys = [f"{ns}:raw:{{x}}:v", f"{ns}:raw:{{x}}:tags"]
