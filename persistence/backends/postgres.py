@@ -11,22 +11,24 @@ one implicit transaction); ``save_many`` pipelines one call per state. Inside it
 
 1. when the store prunes, lock the states row first (``SELECT ... FOR UPDATE``): from then on
    no other writer changes the state's versions until this transaction ends;
-2. ``REVIVE``: if the state has expired, drop its old versions (it restarts at 1); otherwise
-   ``PRETRIM``: when the save will write and the state already holds ``keep`` versions, drop
-   the oldest beforehand, so that the next statement writes the states row once, with the
-   final counters;
-3. ``SAVE``: upsert the states row - the row lock serialises writers of one state and the
-   ``ON CONFLICT ... WHERE`` refuses a stale explicit version - and insert the version;
-4. ``TRIM``: only if the state still holds more than ``keep`` (two first saves of a state
+2. ``REVIVE``: if the state has expired, drop its old versions (it restarts at 1); otherwise,
+   for a ``write_id`` the state already holds, return that version (``DUPLICATE``) and stop;
+3. ``PRETRIM``: when the state already holds ``keep`` versions, drop the oldest beforehand, so
+   that the upsert writes the states row once, with the final counters;
+4. ``UPSERT`` the states row - the row lock serialises writers of one state and the
+   ``ON CONFLICT ... WHERE`` refuses a stale explicit version - and ``INSERT_VERSION``;
+5. ``TRIM``: only if the state still holds more than ``keep`` (two first saves of a state
    racing, with no row to lock before), drop the extra versions.
 
 Each is a statement of its own because under READ COMMITTED each statement sees the versions
 committed before it, while one statement would only see those committed before it started (a
-writer it waited for would be missed).
+writer it waited for would be missed). Small statements also cost the server less to start
+than one statement of several CTEs.
 
-A refused upsert returns no row, so the version insert meets a NULL version and fails on the
-NOT NULL constraint: the database aborts the whole transaction, nothing is written, and we report
-the ``VersionConflictError``. psycopg errors are translated in one place, ``_translate``.
+A refused upsert returns no row and the function raises a not-null violation on ``version``
+(what a NULL version would raise): the database aborts the whole transaction, nothing is
+written, and we report the ``VersionConflictError``. psycopg errors are translated in one place,
+``_translate``.
 """
 
 from __future__ import annotations
@@ -620,7 +622,7 @@ def _save_params(request: WriteRequest, now: float) -> dict[str, Any]:
         "orig": row.original_size,
         "compression": row.compression,
         "checksum": row.checksum,
-        # A new state inherits no tags; an existing one keeps its own (see SAVE).
+        # A new state inherits no tags; an existing one keeps its own (see UPSERT).
         "tags": [] if request.inherit_tags else list(row.tags),
         "inherit": request.inherit_tags,
         "ttl": row.ttl_seconds,

@@ -123,74 +123,62 @@ WITH stale AS (
     WHERE state_id = %(sid)s AND expires_at <= %(now)s::float8 FOR UPDATE)
 DELETE FROM {schema}.versions WHERE state_id = %(sid)s AND EXISTS (SELECT FROM stale)"""
 
-# These statements run only inside SAVE_FUNCTION: v_gone, v_gone_size, v_gone_orig and v_edge
-# are its variables, what PRETRIM dropped (0 and NULL when it did not run).
-SAVE = (
+# These statements run only inside SAVE_FUNCTION, where v_* are its variables.
+
+# A retry of a write_id the live state already holds: the version the first attempt wrote.
+DUPLICATE = (
     """
-WITH dup AS (
-    SELECT """
-    + _META_ROW
-    + """
-    FROM {schema}.versions v JOIN {schema}.states s ON s.state_id = v.state_id
-    WHERE v.state_id = %(sid)s AND v.write_id = %(write_id)s::text AND """
+SELECT v.version, v.tags, v.created_at, v.size_bytes, v.original_size, v.compression,
+    v.checksum, v.ttl_seconds, s.expires_at, v.metadata
+FROM {schema}.versions v JOIN {schema}.states s ON s.state_id = v.state_id
+WHERE v.state_id = %(sid)s AND v.write_id = %(write_id)s AND """
     + LIVE
-    + """
-), st AS (
-    INSERT INTO {schema}.states AS s (state_id, last_version, latest_version, pruned_below,
-        version_count, stored_bytes, original_bytes, updated_at, expires_at, tags, size_bytes,
-        original_size, compression, created_at, checksum, ttl_seconds, metadata, write_id)
-    SELECT %(sid)s, n, n, 0, 1, %(size)s, %(orig)s, %(updated_at)s, %(expires_at)s,
-        %(tags)s::text[], %(size)s, %(orig)s, %(compression)s, %(created_at)s, %(checksum)s,
-        %(ttl)s, %(metadata)s, %(write_id)s::text
-    FROM (VALUES (greatest(%(version)s::bigint, 1))) AS fresh (n)
-    WHERE NOT EXISTS (SELECT FROM dup)
-    ON CONFLICT (state_id) DO UPDATE SET
-        last_version = CASE WHEN s.expires_at <= %(now)s::float8 THEN excluded.last_version
-            ELSE greatest(%(version)s::bigint, s.last_version + 1) END,
-        latest_version = CASE WHEN s.expires_at <= %(now)s::float8 THEN excluded.last_version
-            ELSE greatest(%(version)s::bigint, s.last_version + 1) END,
-        pruned_below = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0
-            WHEN v_gone > 0 THEN coalesce(v_edge, greatest(%(version)s::bigint, s.last_version + 1))
-            ELSE s.pruned_below END,
-        version_count = CASE WHEN s.expires_at <= %(now)s::float8 THEN 1
-            ELSE s.version_count + 1 - v_gone END,
-        stored_bytes = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0
-            ELSE s.stored_bytes - v_gone_size END + excluded.size_bytes,
-        original_bytes = CASE WHEN s.expires_at <= %(now)s::float8 THEN 0
-            ELSE s.original_bytes - v_gone_orig END + excluded.original_size,
-        tags = CASE WHEN %(inherit)s AND NOT coalesce(s.expires_at <= %(now)s::float8, false)
-            THEN s.tags ELSE excluded.tags END,
-        updated_at = excluded.updated_at, expires_at = excluded.expires_at,
-        size_bytes = excluded.size_bytes, original_size = excluded.original_size,
-        compression = excluded.compression, created_at = excluded.created_at,
-        checksum = excluded.checksum, ttl_seconds = excluded.ttl_seconds,
-        metadata = excluded.metadata, write_id = excluded.write_id
-    WHERE s.expires_at <= %(now)s::float8 OR %(version)s::bigint = 0
-        OR s.last_version < %(version)s::bigint
-    RETURNING s.latest_version, s.tags, s.version_count
-), ins AS (
-    INSERT INTO {schema}.versions (state_id, version, created_at, payload, size_bytes,
-        original_size, compression, checksum, tags, ttl_seconds, metadata, write_id)
-    SELECT %(sid)s, (SELECT latest_version FROM st), %(created_at)s, %(payload)s, %(size)s,
-        %(orig)s, %(compression)s, %(checksum)s,
-        coalesce((SELECT tags FROM st), ARRAY[]::text[]), %(ttl)s, %(metadata)s,
-        %(write_id)s::text
-    WHERE NOT EXISTS (SELECT FROM dup)
-    RETURNING version, tags
 )
-SELECT version, tags, NULL::float8 AS created_at, NULL::integer AS size_bytes,
-    NULL::integer AS original_size, NULL::text AS compression, NULL::text AS checksum,
-    NULL::bigint AS ttl_seconds, NULL::float8 AS expires_at, NULL::text AS metadata,
-    (SELECT version_count FROM st) AS version_count INTO saved FROM ins
-UNION ALL
-SELECT version, tags, created_at, size_bytes, original_size, compression, checksum,
-    ttl_seconds, expires_at, metadata, NULL FROM dup"""
-)
+
+# The states row of the new version, with the counters less what PRETRIM dropped (v_gone...,
+# 0 and NULL when it did not run). The ON CONFLICT ... WHERE refuses a stale explicit version:
+# then no row comes back. An expired state restarts at version 1.
+UPSERT = """
+INSERT INTO {schema}.states AS s (state_id, last_version, latest_version, pruned_below,
+    version_count, stored_bytes, original_bytes, updated_at, expires_at, tags, size_bytes,
+    original_size, compression, created_at, checksum, ttl_seconds, metadata, write_id)
+VALUES (%(sid)s, greatest(%(version)s, 1), greatest(%(version)s, 1), 0, 1, %(size)s, %(orig)s,
+    %(updated_at)s, %(expires_at)s, %(tags)s, %(size)s, %(orig)s, %(compression)s,
+    %(created_at)s, %(checksum)s, %(ttl)s, %(metadata)s, %(write_id)s)
+ON CONFLICT (state_id) DO UPDATE SET
+    last_version = CASE WHEN s.expires_at <= %(now)s THEN excluded.last_version
+        ELSE greatest(%(version)s, s.last_version + 1) END,
+    latest_version = CASE WHEN s.expires_at <= %(now)s THEN excluded.last_version
+        ELSE greatest(%(version)s, s.last_version + 1) END,
+    pruned_below = CASE WHEN s.expires_at <= %(now)s THEN 0
+        WHEN v_gone > 0 THEN coalesce(v_edge, greatest(%(version)s, s.last_version + 1))
+        ELSE s.pruned_below END,
+    version_count = CASE WHEN s.expires_at <= %(now)s THEN 1
+        ELSE s.version_count + 1 - v_gone END,
+    stored_bytes = CASE WHEN s.expires_at <= %(now)s THEN 0
+        ELSE s.stored_bytes - v_gone_size END + excluded.size_bytes,
+    original_bytes = CASE WHEN s.expires_at <= %(now)s THEN 0
+        ELSE s.original_bytes - v_gone_orig END + excluded.original_size,
+    tags = CASE WHEN %(inherit)s AND NOT coalesce(s.expires_at <= %(now)s, false)
+        THEN s.tags ELSE excluded.tags END,
+    updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+    size_bytes = excluded.size_bytes, original_size = excluded.original_size,
+    compression = excluded.compression, created_at = excluded.created_at,
+    checksum = excluded.checksum, ttl_seconds = excluded.ttl_seconds,
+    metadata = excluded.metadata, write_id = excluded.write_id
+WHERE s.expires_at <= %(now)s OR %(version)s = 0 OR s.last_version < %(version)s
+RETURNING s.latest_version, s.tags, s.version_count INTO v_version, v_tags, v_count"""
+
+INSERT_VERSION = """
+INSERT INTO {schema}.versions (state_id, version, created_at, payload, size_bytes,
+    original_size, compression, checksum, tags, ttl_seconds, metadata, write_id)
+VALUES (%(sid)s, v_version, %(created_at)s, %(payload)s, %(size)s, %(orig)s, %(compression)s,
+    %(checksum)s, v_tags, %(ttl)s, %(metadata)s, %(write_id)s)"""
 
 # With the states row locked and before the new version goes in: drop the state's oldest
 # v_excess versions, reading the versions index up from v_low (pruned_below; below it lie only
 # entries of versions pruned earlier, dead until a vacuum) rather than down from the newest.
-# SAVE then writes the states row once, with these figures; v_edge, the oldest version kept, is
+# UPSERT then writes the states row once, with these figures; v_edge, the oldest version kept, is
 # NULL when every one goes (max_versions=1) and the new version becomes the oldest.
 PRETRIM = """
 WITH edge AS (
@@ -206,7 +194,7 @@ SELECT count(*), coalesce(sum(size_bytes), 0), coalesce(sum(original_size), 0),
 INTO v_gone, v_gone_size, v_gone_orig, v_edge FROM gone"""
 
 # The fallback when a save leaves more than it keeps without PRETRIM having run (two first
-# saves of one state racing, neither having a row to lock): a statement of its own, after SAVE.
+# saves of one state racing, neither having a row to lock): a statement of its own, after UPSERT.
 TRIM = """
 WITH edge AS (
     SELECT version FROM {schema}.versions WHERE state_id = %(sid)s
@@ -224,9 +212,9 @@ WHERE s.state_id = %(sid)s AND g.n > 0"""
 
 # A save is one call of this function: one statement, one message each way, one implicit
 # transaction. Under READ COMMITTED each statement inside takes a fresh snapshot, as REVIVE,
-# PRETRIM, SAVE and TRIM need (see postgres.py), and the function skips the ones that would change
-# nothing instead of running them. %(name)s parameters become p_name; the statements above are its
-# only copy. The store names the function after a digest of this text and of its schema, and
+# PRETRIM, UPSERT and TRIM need (see postgres.py), and the function skips the ones that would
+# change nothing instead of running them. %(name)s parameters become p_name; the statements above
+# are its only copy. The store names the function after a digest of this text and of its schema, and
 # creates it when missing, so processes running older code keep calling their own.
 SAVE_PARAMS = (
     ("sid", "text"),
@@ -260,7 +248,6 @@ RETURNS TABLE (version bigint, tags text[], created_at float8, size_bytes intege
 LANGUAGE plpgsql AS {tag}
 #variable_conflict use_column
 DECLARE
-    saved record;
     v_expired boolean;
     v_excess bigint;  -- versions to drop before adding one, to keep p_skip + 1
     v_low bigint;
@@ -269,6 +256,9 @@ DECLARE
     v_gone_size bigint := 0;
     v_gone_orig bigint := 0;
     v_edge bigint;
+    v_version bigint;
+    v_tags text[];
+    v_count integer;
 BEGIN
     IF p_skip IS NULL THEN
         SELECT expires_at <= p_now INTO v_expired FROM {schema}.states WHERE state_id = p_sid;
@@ -280,23 +270,34 @@ BEGIN
     IF v_expired THEN"""
     + REVIVE
     + """;
-    -- Prune first only when SAVE will write: not a refused version, not a write_id retry.
-    ELSIF v_excess > 0 AND (p_version = 0 OR v_last < p_version)
-        AND (p_write_id IS NULL OR NOT EXISTS (
-            SELECT FROM {schema}.versions WHERE state_id = p_sid AND write_id = p_write_id))
-    THEN"""
+    ELSIF p_write_id IS NOT NULL THEN
+        RETURN QUERY"""
+    + DUPLICATE
+    + """;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    -- Prune first only when the save will write, not when it refuses a stale version.
+    IF v_excess > 0 AND v_expired IS NOT TRUE AND (p_version = 0 OR v_last < p_version) THEN"""
     + PRETRIM
     + """;
     END IF;"""
-    + SAVE
+    + UPSERT
     + """;
-    IF saved.version_count > p_skip + 1 THEN"""
+    IF NOT FOUND THEN  -- refused: the caller reads it as a VersionConflictError
+        RAISE EXCEPTION 'version % of state % is taken', p_version, p_sid
+            USING ERRCODE = 'not_null_violation', COLUMN = 'version';
+    END IF;"""
+    + INSERT_VERSION
+    + """;
+    IF v_count > p_skip + 1 THEN"""
     + TRIM
     + """;
     END IF;
-    RETURN QUERY SELECT saved.version, saved.tags, saved.created_at, saved.size_bytes,
-        saved.original_size, saved.compression, saved.checksum, saved.ttl_seconds,
-        saved.expires_at, saved.metadata;
+    version := v_version;
+    tags := v_tags;
+    RETURN NEXT;
 END
 {tag}""",
 )
