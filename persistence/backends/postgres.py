@@ -11,14 +11,15 @@ one implicit transaction); ``save_many`` pipelines one call per state. Inside it
 
 1. when the store prunes, lock the states row first (``SELECT ... FOR UPDATE``): from then on
    no other writer changes the state's versions until this transaction ends;
-2. ``REVIVE``: if the state has expired, drop its old versions (it restarts at 1); otherwise,
+2. ``REVIVE``: if the state has expired, drop its old versions (it restarts); otherwise,
    for a ``write_id`` the state already holds, return that version (``DUPLICATE``) and stop;
 3. ``PRETRIM``: when the state already holds ``keep`` versions, drop the oldest beforehand, so
    that the upsert writes the states row once, with the final counters;
 4. ``UPSERT`` the states row - the row lock serialises writers of one state and the
    ``ON CONFLICT ... WHERE`` refuses a stale explicit version - and ``INSERT_VERSION``;
 5. ``TRIM``: only if the state still holds more than ``keep`` (two first saves of a state
-   racing, with no row to lock before), drop the extra versions.
+   racing, with no row to lock before, or the other rare cases named at ``TRIM``), drop the
+   extra versions.
 
 Each is a statement of its own because under READ COMMITTED each statement sees the versions
 committed before it, while one statement would only see those committed before it started (a

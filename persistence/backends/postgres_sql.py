@@ -137,7 +137,7 @@ WHERE v.state_id = %(sid)s AND v.write_id = %(write_id)s AND """
 
 # The states row of the new version, with the counters less what PRETRIM dropped (v_gone...,
 # 0 and NULL when it did not run). The ON CONFLICT ... WHERE refuses a stale explicit version:
-# then no row comes back. An expired state restarts at version 1.
+# then no row comes back. An expired state restarts (at 1, or at the explicit version).
 UPSERT = """
 INSERT INTO {schema}.states AS s (state_id, last_version, latest_version, pruned_below,
     version_count, stored_bytes, original_bytes, updated_at, expires_at, tags, size_bytes,
@@ -180,21 +180,29 @@ VALUES (%(sid)s, v_version, %(created_at)s, %(payload)s, %(size)s, %(orig)s, %(c
 # entries of versions pruned earlier, dead until a vacuum) rather than down from the newest.
 # UPSERT then writes the states row once, with these figures; v_edge, the oldest version kept, is
 # NULL when every one goes (max_versions=1) and the new version becomes the oldest.
+# v_excess comes from the state's version counter, which every write keeps exact; should it
+# ever be too high, two bounds keep the newest versions anyway: none of the p_skip highest
+# version numbers goes, and without an edge (fewer versions than counted) nothing goes here
+# and TRIM, which counts from the newest, prunes after UPSERT.
 PRETRIM = """
 WITH edge AS (
     SELECT version FROM {schema}.versions WHERE state_id = %(sid)s AND version >= v_low
     ORDER BY version OFFSET v_excess LIMIT 1
 ), gone AS (
     DELETE FROM {schema}.versions WHERE state_id = %(sid)s AND version >= v_low
-        AND version < coalesce((SELECT version FROM edge), v_last + 1)
+        AND version <= v_last - %(skip)s
+        AND version < coalesce((SELECT version FROM edge),
+                               CASE WHEN %(skip)s = 0 THEN v_last + 1 END)
     RETURNING size_bytes, original_size
 )
 SELECT count(*), coalesce(sum(size_bytes), 0), coalesce(sum(original_size), 0),
     (SELECT version FROM edge)
 INTO v_gone, v_gone_size, v_gone_orig, v_edge FROM gone"""
 
-# The fallback when a save leaves more than it keeps without PRETRIM having run (two first
-# saves of one state racing, neither having a row to lock): a statement of its own, after UPSERT.
+# The fallback when a save leaves more than it keeps without PRETRIM having pruned (two first
+# saves of one state racing, neither having a row to lock; the row deleted and made anew while
+# the save waited for its lock; a version counter found too high): a statement of its own,
+# after UPSERT.
 TRIM = """
 WITH edge AS (
     SELECT version FROM {schema}.versions WHERE state_id = %(sid)s

@@ -459,6 +459,23 @@ def test_a_pruning_save_writes_the_states_row_once_and_keeps_its_counters(
 
 
 @on_postgres
+@pytest.mark.parametrize("drift", [1, 5])
+def test_a_version_counter_found_too_high_never_costs_the_newest_versions(
+    make_store: Factory, drift: int
+) -> None:
+    store = make_store(max_versions=3)
+    for n in range(1, 6):
+        store.save_with_metadata({"n": n}, "a")
+    with admin() as conn:  # what no write does: a counter that no longer matches the versions
+        conn.execute(
+            f'UPDATE "{store.schema}".states SET version_count = version_count + %s', [drift]
+        )
+    store.save_with_metadata({"n": 6}, "a")
+    assert [m.version for m in store.list_versions("a")] == [4, 5, 6]
+    assert store.load_with_metadata("a", version=4)[0] == {"n": 4}  # type: ignore[index]
+
+
+@on_postgres
 def test_an_old_store_is_upgraded_with_the_latest_figures_in_states(make_store: Factory) -> None:
     store = make_store(max_versions=None)
     for n in range(3):
