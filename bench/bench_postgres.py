@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, schema: str) -> bool:
         args.dsn, schema=schema, compression_type=CompressionType.LZ4, max_versions=None
     )
     unpruned.save_many([{"state_id": f"u{i}", "state": state, "tags": TAGS} for i in range(1000)])
-    # The fill left ten dead states rows per state. Autovacuum, on by default, would remove them
+    # The fill left nine dead states rows per state. Autovacuum, on by default, would remove them
     # within a minute; this machine's server runs without it, and every save would pay for the
     # fill's leftovers (walking dead index entries): about 1.7x the server time of a save.
     for table in ("states", "versions"):
