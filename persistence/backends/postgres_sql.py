@@ -175,29 +175,40 @@ INSERT INTO {schema}.versions (state_id, version, created_at, payload, size_byte
 VALUES (%(sid)s, v_version, %(created_at)s, %(payload)s, %(size)s, %(orig)s, %(compression)s,
     %(checksum)s, v_tags, %(ttl)s, %(metadata)s, %(write_id)s)"""
 
+# A pruning save first locks the states row and reads, in the same statement, what PRETRIM
+# needs: v_excess, the versions to drop before adding one to keep p_skip + 1; v_low
+# (pruned_below: below it lie only entries of versions pruned earlier, dead until a vacuum);
+# and v_edge, the oldest version to keep, found by reading the versions index up from v_low
+# rather than down from the newest. v_edge is NULL when every version goes (max_versions=1).
+# Should the lock wait for a writer of this state, the row comes back as that writer left it,
+# but the subquery still sees the versions of before: those lack only versions added at the
+# top, and keep any a concurrent delete removed, so v_edge can come out lower than the true
+# edge (PRETRIM then drops less and TRIM the rest), never higher.
+LOCK = """
+SELECT s.expires_at <= %(now)s, s.version_count - %(skip)s, s.pruned_below, s.last_version,
+    CASE WHEN s.version_count > %(skip)s THEN (
+        SELECT v.version FROM {schema}.versions v
+        WHERE v.state_id = %(sid)s AND v.version >= s.pruned_below
+        ORDER BY v.version OFFSET s.version_count - %(skip)s LIMIT 1) END
+INTO v_expired, v_excess, v_low, v_last, v_edge
+FROM {schema}.states s WHERE s.state_id = %(sid)s FOR UPDATE"""
+
 # With the states row locked and before the new version goes in: drop the state's oldest
-# v_excess versions, reading the versions index up from v_low (pruned_below; below it lie only
-# entries of versions pruned earlier, dead until a vacuum) rather than down from the newest.
-# UPSERT then writes the states row once, with these figures; v_edge, the oldest version kept, is
-# NULL when every one goes (max_versions=1) and the new version becomes the oldest.
+# v_excess versions, those from v_low up to v_edge. UPSERT then writes the states row once,
+# with these figures, and the new version becomes the oldest when v_edge is NULL.
 # v_excess comes from the state's version counter, which every write keeps exact; should it
 # ever be too high, two bounds keep the newest versions anyway: none of the p_skip highest
 # version numbers goes, and without an edge (fewer versions than counted) nothing goes here
 # and TRIM, which counts from the newest, prunes after UPSERT.
 PRETRIM = """
-WITH edge AS (
-    SELECT version FROM {schema}.versions WHERE state_id = %(sid)s AND version >= v_low
-    ORDER BY version OFFSET v_excess LIMIT 1
-), gone AS (
+WITH gone AS (
     DELETE FROM {schema}.versions WHERE state_id = %(sid)s AND version >= v_low
         AND version <= v_last - %(skip)s
-        AND version < coalesce((SELECT version FROM edge),
-                               CASE WHEN %(skip)s = 0 THEN v_last + 1 END)
+        AND version < coalesce(v_edge, CASE WHEN %(skip)s = 0 THEN v_last + 1 END)
     RETURNING size_bytes, original_size
 )
-SELECT count(*), coalesce(sum(size_bytes), 0), coalesce(sum(original_size), 0),
-    (SELECT version FROM edge)
-INTO v_gone, v_gone_size, v_gone_orig, v_edge FROM gone"""
+SELECT count(*), coalesce(sum(size_bytes), 0), coalesce(sum(original_size), 0)
+INTO v_gone, v_gone_size, v_gone_orig FROM gone"""
 
 # The fallback when a save leaves more than it keeps without PRETRIM having pruned (two first
 # saves of one state racing, neither having a row to lock; the row deleted and made anew while
@@ -270,10 +281,9 @@ DECLARE
 BEGIN
     IF p_skip IS NULL THEN
         SELECT expires_at <= p_now INTO v_expired FROM {schema}.states WHERE state_id = p_sid;
-    ELSE  -- locked: until commit no other writer changes this state's versions
-        SELECT expires_at <= p_now, version_count - p_skip, pruned_below, last_version
-        INTO v_expired, v_excess, v_low, v_last
-        FROM {schema}.states WHERE state_id = p_sid FOR UPDATE;
+    ELSE  -- locked: until commit no other writer changes this state's versions"""
+    + LOCK
+    + """;
     END IF;
     IF v_expired THEN"""
     + REVIVE
