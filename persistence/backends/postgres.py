@@ -641,7 +641,7 @@ def _save_params(request: WriteRequest, now: float) -> dict[str, Any]:
         "compression": row.compression,
         "checksum": row.checksum,
         # A new state inherits no tags; an existing one keeps its own (see UPSERT).
-        "tags": [] if request.inherit_tags else list(row.tags),
+        "tags": "" if request.inherit_tags else "\x1f".join(row.tags),
         "inherit": request.inherit_tags,
         "ttl": row.ttl_seconds,
         "metadata": row.metadata,
