@@ -26,7 +26,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from persistence.backends.redis_connections import IdleConnections
+from persistence.backends.redis_connections import IdleConnections, PooledConnection
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # redis-py works without it, in pure Python
+    _hiredis_pack = None  # type: ignore[assignment]
 from persistence.errors import (
     BackendUnavailableError,
     OutcomeUnknownError,
@@ -92,6 +97,15 @@ def _boundary() -> Iterator[None]:
 
 
 MIN_SERVER_VERSION = (6, 2)  # the listing script cuts id ranges with ZRANGESTORE
+
+
+def _put(io: PooledConnection, command: tuple[Any, ...]) -> None:
+    """Send one command. hiredis packs it in C; redis-py's packer checks every argument in
+    Python first and then calls hiredis anyway (3 µs more a save). Without hiredis, redis-py's."""
+    if _hiredis_pack is None:
+        io.send_command(*command)
+    else:
+        io.send_packed_command([_hiredis_pack(command)])
 
 
 def _check_server_version(version: str, url: str) -> None:
@@ -180,13 +194,13 @@ class RedisStatePersistence(StatePersistence):
             raise _translate_error(exc) from exc
         try:
             try:
-                io.send_command(*command)
+                _put(io, command)
                 return io.read_response()
             except NoScriptError:
                 # Redis restarted or its script cache was flushed; the script did not run.
-                io.send_command("SCRIPT", "LOAD", script)
+                _put(io, ("SCRIPT", "LOAD", script))
                 io.read_response()
-                io.send_command(*command)
+                _put(io, command)
                 return io.read_response()
         except RedisError as exc:
             raise _translate_error(exc, sent_write=write) from exc

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
-class _Connection(Protocol):
+class PooledConnection(Protocol):
     """The calls of a pooled redis-py connection that ``_send`` uses (typed for mypy)."""
 
     def connect(self) -> None: ...
@@ -20,6 +20,7 @@ class _Connection(Protocol):
     def should_reconnect(self) -> bool: ...
     def re_auth(self) -> None: ...
     def send_command(self, *args: Any) -> None: ...
+    def send_packed_command(self, command: Any) -> None: ...
     def read_response(self) -> Any: ...
 
 
@@ -38,14 +39,14 @@ class IdleConnections:
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool
-        self._conns: list[_Connection] = []
+        self._conns: list[PooledConnection] = []
         _EVERY_IDLE.add(self)
 
-    def get(self) -> _Connection:
+    def get(self) -> PooledConnection:
         try:
             conn = self._conns.pop()
         except IndexError:
-            fresh: _Connection = self._pool.get_connection()  # connected and checked
+            fresh: PooledConnection = self._pool.get_connection()  # connected and checked
             return fresh
         try:
             try:
@@ -61,7 +62,7 @@ class IdleConnections:
             raise
         return conn
 
-    def put(self, conn: _Connection) -> None:
+    def put(self, conn: PooledConnection) -> None:
         self._conns.append(conn)
 
     def release_all(self) -> None:
