@@ -27,7 +27,11 @@ from persistence import (
 from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, open_store, run_threads
 
 psycopg = pytest.importorskip("psycopg")
-from persistence.backends.postgres import MIGRATIONS, PostgresStatePersistence  # noqa: E402
+from persistence.backends.postgres import (  # noqa: E402
+    MIGRATIONS,
+    PostgresStatePersistence,
+    _save_params,
+)
 
 on_postgres = pytest.mark.parametrize("backend", ["postgres"])
 Factory = Callable[..., Any]
@@ -473,6 +477,28 @@ def test_a_version_counter_found_too_high_never_costs_the_newest_versions(
     store.save_with_metadata({"n": 6}, "a")
     assert [m.version for m in store.list_versions("a")] == [4, 5, 6]
     assert store.load_with_metadata("a", version=4)[0] == {"n": 4}  # type: ignore[index]
+
+
+@on_postgres
+def test_a_pruning_save_that_waited_for_another_writer_keeps_the_newest_versions(
+    make_store: Factory,
+) -> None:
+    store = make_store(max_versions=3)
+    for n in range(1, 4):
+        store.save_with_metadata({"n": n}, "a")
+    request = store._request({"n": 4}, "a", None, None, None, None, None)
+    with admin() as other:  # another writer's save of "a", its transaction held open
+        other.execute("BEGIN")
+        other.execute(store._q.save, _save_params(request, store.clock()))
+        writer = started_waiting(store, lambda: store.save_with_metadata({"n": 5}, "a"))
+        assert backends_of(store, "waiting")
+        # The waiting save's lock returns the row as this writer leaves it (version 4 added,
+        # version 1 dropped), while the versions it reads are still those of before.
+        other.execute("COMMIT")
+        writer.join(timeout=30)
+    assert [m.version for m in store.list_versions("a")] == [3, 4, 5]
+    assert store.load_with_metadata("a", version=3)[0] == {"n": 3}  # type: ignore[index]
+    assert drifted_counters(store) == []
 
 
 @on_postgres
