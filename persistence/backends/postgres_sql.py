@@ -180,13 +180,15 @@ VALUES (%(sid)s, v_version, %(created_at)s, %(payload)s, %(size)s, %(orig)s, %(c
 # (pruned_below: below it lie only entries of versions pruned earlier, dead until a vacuum);
 # and v_edge, the oldest version to keep, found by reading the versions index up from v_low
 # rather than down from the newest. v_edge is NULL when every version goes (max_versions=1).
-# Should the lock wait for a writer of this state, the row comes back as that writer left it,
-# but the subquery still sees the versions of before: those lack only versions added at the
-# top, and keep any a concurrent delete removed, so v_edge can come out lower than the true
-# edge (PRETRIM then drops less and TRIM the rest), never higher.
+# The subquery reads the versions as they were when the statement began. Should the lock wait
+# for a writer of this state, the row comes back as that writer left it (a revive may even
+# have renumbered its versions), so the edge is trusted only when the row locked is the one
+# the statement began with (same ctid); otherwise v_edge is NULL, PRETRIM drops nothing and
+# TRIM, after UPSERT, prunes from the newest.
 LOCK = """
 SELECT s.expires_at <= %(now)s, s.version_count - %(skip)s, s.pruned_below, s.last_version,
-    CASE WHEN s.version_count > %(skip)s THEN (
+    CASE WHEN s.version_count > %(skip)s
+        AND s.ctid = (SELECT ctid FROM {schema}.states WHERE state_id = %(sid)s) THEN (
         SELECT v.version FROM {schema}.versions v
         WHERE v.state_id = %(sid)s AND v.version >= s.pruned_below
         ORDER BY v.version OFFSET s.version_count - %(skip)s LIMIT 1) END

@@ -502,6 +502,29 @@ def test_a_pruning_save_that_waited_for_another_writer_keeps_the_newest_versions
 
 
 @on_postgres
+def test_a_pruning_save_that_waited_for_a_revive_keeps_the_newest_versions(
+    make_store: Factory, clock: FakeClock
+) -> None:
+    store = make_store(max_versions=3, clock=clock)
+    for n in (10, 20, 30):
+        store.save_with_metadata({"n": n}, "a", version=n, ttl_seconds=60)
+    clock.advance(120)  # expired: the next save starts it afresh, numbered from 1
+    with admin() as other:  # another writer revives it at 1, then saves 2 and 100
+        other.execute("BEGIN")
+        for n in (1, 2, 100):
+            request = store._request({"n": n}, "a", n, None, None, None, None)
+            other.execute(store._q.save, _save_params(request, store.clock()))
+        writer = started_waiting(store, lambda: store.save_with_metadata({"n": 101}, "a"))
+        assert backends_of(store, "waiting")
+        # The waiting save's statement began while versions 10, 20 and 30 were still there.
+        other.execute("COMMIT")
+        writer.join(timeout=30)
+    assert not writer.is_alive()
+    assert [m.version for m in store.list_versions("a")] == [2, 100, 101]
+    assert drifted_counters(store) == []
+
+
+@on_postgres
 def test_an_old_store_is_upgraded_with_the_latest_figures_in_states(make_store: Factory) -> None:
     store = make_store(max_versions=None)
     for n in range(3):
