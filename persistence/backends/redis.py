@@ -14,7 +14,7 @@ purged (``get_stats`` subtracts up to 10,000 unpurged ones itself).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,13 +25,9 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import HIREDIS_AVAILABLE
 
 from persistence.backends.redis_connections import IdleConnections, PooledConnection
-
-try:
-    from hiredis import pack_command as _hiredis_pack
-except ImportError:  # redis-py works without it, in pure Python
-    _hiredis_pack = None  # type: ignore[assignment]
 from persistence.errors import (
     BackendUnavailableError,
     OutcomeUnknownError,
@@ -46,6 +42,12 @@ from persistence.store import (
     WriteRequest,
 )
 from persistence.types import CompressionType, StateSummary, from_timestamp
+
+# Only a hiredis that redis-py itself uses: with an older one it packs in Python, honouring
+# the connection's encoding, and so must we.
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None = None
+if HIREDIS_AVAILABLE:
+    from hiredis import pack_command as _hiredis_pack
 
 SEP = "\x1f"  # validation forbids control characters in ids, tags and write ids
 _BSEP = b"\x1f"
