@@ -183,8 +183,9 @@ VALUES (%(sid)s, v_version, %(created_at)s, %(payload)s, %(size)s, %(orig)s, %(c
 # The subquery reads the versions as they were when the statement began. Should the lock wait
 # for a writer of this state, the row comes back as that writer left it (a revive may even
 # have renumbered its versions), so the edge is trusted only when the row locked is the one
-# the statement began with (same ctid); otherwise v_edge is NULL, PRETRIM drops nothing and
-# TRIM, after UPSERT, prunes from the newest.
+# the statement began with (same ctid); otherwise v_edge is NULL, and PRETRIM drops nothing
+# (or, with max_versions=1, every version it sees then) and TRIM, after UPSERT, prunes the rest
+# from the newest.
 LOCK = """
 SELECT s.expires_at <= %(now)s, s.version_count - %(skip)s, s.pruned_below, s.last_version,
     CASE WHEN s.version_count > %(skip)s
