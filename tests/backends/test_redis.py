@@ -23,7 +23,7 @@ from redis.crc import key_slot
 
 from persistence import BackendUnavailableError, OutcomeUnknownError, connect
 from persistence.backends.redis import RedisStatePersistence, _check_server_version, _redact
-from tests.conftest import REDIS_URL, FakeClock, drop_store, run_threads
+from tests.conftest import REDIS_URL, FakeClock, drop_store, missing, run_threads, server_missing
 
 HOSTILE_IDS = ["plain", "{}", "}{", "a{b}c", "{x", "y}", "{{z}}", "a:b:{c}", "é {🚀}"]
 
@@ -41,7 +41,7 @@ def raw() -> Iterator[redis.Redis]:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.skip(f"redis server not reachable: {exc}")
+        server_missing("redis", exc)
     yield client
     client.close()
 
@@ -427,7 +427,7 @@ class Server:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+        missing("redis-server is not installed")
     started: list[Server] = []
 
     def start(*extra: str) -> Server:

@@ -22,7 +22,7 @@ from persistence import (
     VersionPrunedError,
 )
 from persistence.store import ROLLBACK_KEY
-from tests.conftest import FakeClock, run_threads
+from tests.conftest import DURABLE, FakeClock, run_threads
 from tests.corruption import corrupt_version
 
 BIG = {"data": "x" * 10_000}
@@ -764,9 +764,8 @@ def test_threads_saving_one_state_lose_and_duplicate_no_version(make_store) -> N
     assert len({(s[0]["worker"], s[0]["n"]) for s in states if s}) == 200
 
 
-def test_a_reopened_store_sees_what_was_saved(make_store, backend: str) -> None:
-    if backend == "memory":
-        pytest.skip("a plain memory:// store lives only as long as its object")
+@pytest.mark.parametrize("backend", DURABLE)
+def test_a_reopened_store_sees_what_was_saved(make_store) -> None:
     first = make_store()
     first.save_with_metadata({"v": 1}, "durable", tags=["d"])
     first.close()

@@ -7,7 +7,7 @@ import multiprocessing
 
 import pytest
 
-from tests.conftest import open_store
+from tests.conftest import DURABLE, open_store
 
 WORKERS, SAVES = 4, 30
 
@@ -22,9 +22,8 @@ def _writer(backend: str, where: str, worker: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", DURABLE)
 def test_processes_saving_one_state_lose_and_duplicate_no_version(make_store, backend) -> None:
-    if backend == "memory":
-        pytest.skip("the memory store lives inside one process")
     store = make_store(max_versions=None)
     where = {"sqlite": getattr(store, "path", None)}.get(backend) or _where(store)
     ctx = multiprocessing.get_context("spawn")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from persistence import StatePersistence, conf
-from tests.conftest import POSTGRES_DSN, REDIS_URL, drop_store
+from tests.conftest import POSTGRES_DSN, REDIS_URL, drop_store, missing, server_missing
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -42,13 +42,6 @@ def store_spec(backend: str, where: str, tmp_path: Path) -> Any:
     return f"memory://{where}"
 
 
-def _unavailable(backend: str, exc: BaseException) -> None:
-    message = f"{backend} store unavailable for e2e: {type(exc).__name__}: {exc}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(params=["sqlite", "redis", "postgres"])
 def e2e_store(
     request: pytest.FixtureRequest, settings: Any, tmp_path: Path
@@ -58,8 +51,8 @@ def e2e_store(
     settings.STATEHUB_STORES = {"default": store_spec(backend, where, tmp_path)}
     try:
         store = conf.get_store()
-    except (ImportError, ConnectionError) as exc:  # backend not landed yet, or server down
-        _unavailable(backend, exc)
+    except ConnectionError as exc:
+        server_missing(backend, exc)
     yield store
     conf.close_stores()
     drop_store(backend, where)
@@ -67,9 +60,12 @@ def e2e_store(
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError as exc:
+        missing(f"Playwright is not installed: {exc}")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+        missing(f"no Chromium at {CHROMIUM}")
     with sync_api.sync_playwright() as pw:
         instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance

@@ -15,10 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from persistence import StatePersistence
-from tests.conftest import _server_missing, drop_store, open_store
+from tests.conftest import drop_store, missing, open_store, server_missing
 
 PROCESS_BACKENDS = ("sqlite", "redis", "postgres")  # the ones that outlive a process
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -62,7 +60,7 @@ def opened(backend: str, where: str, **options: Any) -> Iterator[StatePersistenc
     try:
         store = open_store(backend, where, **options)
     except ConnectionError as exc:
-        _server_missing(backend, exc)
+        server_missing(backend, exc)
     try:
         yield store
     finally:
@@ -81,7 +79,7 @@ class ThrowawayRedis:
 
     def __init__(self, directory: Path, *extra: str) -> None:
         if not os.path.exists(REDIS_SERVER):
-            pytest.skip("redis-server is not installed")
+            missing("redis-server is not installed")
         self.directory = directory
         self.port = free_port()
         self.args = [
