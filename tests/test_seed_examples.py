@@ -248,7 +248,6 @@ def test_memory_management_cleanup(make_store) -> None:
 
 
 def test_connection_error_falls_back_to_memory(capsys) -> None:
-    pytest.importorskip("redis")
     from persistence import RedisStatePersistence
 
     try:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from persistence import (
@@ -24,14 +25,12 @@ from persistence import (
     VersionPrunedError,
     connect,
 )
-from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, open_store, run_threads
-
-psycopg = pytest.importorskip("psycopg")
-from persistence.backends.postgres import (  # noqa: E402
+from persistence.backends.postgres import (
     MIGRATIONS,
     PostgresStatePersistence,
     _save_params,
 )
+from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, open_store, run_threads
 
 on_postgres = pytest.mark.parametrize("backend", ["postgres"])
 Factory = Callable[..., Any]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from persistence import StatePersistence, conf
-from tests.conftest import POSTGRES_DSN, REDIS_URL, drop_store, missing, server_missing
+from tests.conftest import DURABLE, POSTGRES_DSN, REDIS_URL, drop_store, missing, server_missing
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -42,7 +42,7 @@ def store_spec(backend: str, where: str, tmp_path: Path) -> Any:
     return f"memory://{where}"
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
+@pytest.fixture(params=DURABLE)
 def e2e_store(
     request: pytest.FixtureRequest, settings: Any, tmp_path: Path
 ) -> Iterator[StatePersistence]:

@@ -18,7 +18,6 @@ from typing import Any
 from persistence import StatePersistence
 from tests.conftest import drop_store, missing, open_store, server_missing
 
-PROCESS_BACKENDS = ("sqlite", "redis", "postgres")  # the ones that outlive a process
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
