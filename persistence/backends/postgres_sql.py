@@ -5,6 +5,10 @@ store by ``postgres._Queries``). ``postgres.py`` says how a save and a read use 
 payload (created_at, sizes, compression, checksum, tags, ttl, metadata, write_id). The save,
 delete and rollback statements keep those in step in the same transaction, so a listing or a
 tag search reads ``states`` alone and never visits ``versions``.
+
+Metadata is the caller's JSON kept as ``text``, not ``jsonb``: jsonb would read a float such as
+1e16 back as an integer, refuse a NUL character that the other backends keep, and reorder keys.
+SQL can still query it as ``metadata::jsonb``.
 """
 
 from __future__ import annotations
