@@ -160,7 +160,7 @@ class PostgresStatePersistence(StatePersistence):
             timeout=pool_timeout,
             name=self.application_name,
             connection_class=Conn,
-            configure=_no_seq_scans,
+            configure=_configure_session,
             open=False,
         )
         try:
@@ -593,8 +593,12 @@ def _pipeline(
     return cursors
 
 
-def _no_seq_scans(conn: Conn) -> None:
-    """Turn sequential scans off for a new pooled session.
+def _configure_session(conn: Conn) -> None:
+    """Set a new pooled session to READ COMMITTED, with sequential scans off.
+
+    The save function needs each of its statements to take a fresh snapshot, which READ
+    COMMITTED gives; a server or role whose default isolation is REPEATABLE READ or SERIALIZABLE
+    would make concurrent saves of one state fail instead of wait.
 
     Every statement of the hot path finds its rows by an index. A prepared statement's
     generic plan is made once per session, from the table's size at that moment: made on a
@@ -604,7 +608,7 @@ def _no_seq_scans(conn: Conn) -> None:
     (_whole_table, pruning) turn them back on for their own transaction. A SET rather than
     a startup option, so the DSN's and PGOPTIONS' own options stand and PgBouncer, which
     refuses unknown startup parameters, accepts the connection."""
-    conn.execute("SET enable_seqscan = off")
+    conn.execute("SET default_transaction_isolation = 'read committed'; SET enable_seqscan = off")
 
 
 def _seq_scans_allowed(conn: Conn) -> None:

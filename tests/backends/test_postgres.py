@@ -6,7 +6,12 @@ Every store here lives in its own throwaway schema and touches only its own conn
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -30,7 +35,8 @@ from persistence.backends.postgres import (
     PostgresStatePersistence,
     _save_params,
 )
-from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, open_store, run_threads
+from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, missing, open_store, run_threads
+from tests.reliability._support import free_port
 
 on_postgres = pytest.mark.parametrize("backend", ["postgres"])
 Factory = Callable[..., Any]
@@ -207,6 +213,139 @@ def test_the_pool_recovers_after_its_connections_are_terminated(make_store: Fact
     loaded = store.load_with_metadata("s")
     assert loaded is not None and loaded[0] == {"v": 2}
     assert not set(pids) & set(backends_of(store))
+
+
+@pytest.mark.slow
+@on_postgres
+def test_sessions_run_read_committed_whatever_the_servers_default(make_store: Factory) -> None:
+    # Under REPEATABLE READ the save function's statements would share one snapshot, and
+    # concurrent saves of one state would fail on each other instead of waiting their turn.
+    store = make_store(max_versions=3, max_size=4)
+    strict = PostgresStatePersistence(
+        POSTGRES_DSN + "?options=-c%20default_transaction_isolation%3Drepeatable%5C%20read",
+        schema=store.schema,
+        max_versions=3,
+        max_size=4,
+    )
+    try:
+        with strict._connection() as conn:
+            assert conn.execute("SHOW transaction_isolation").fetchone() == ("read committed",)
+
+        def writer(worker: int) -> None:
+            for n in range(15):
+                strict.save_with_metadata({"worker": worker, "n": n}, "shared")
+
+        assert run_threads(writer, 4) == []
+        assert [m.version for m in strict.list_versions("shared")] == [58, 59, 60]
+    finally:
+        strict.close()
+
+
+@on_postgres
+def test_calls_through_one_store_run_at_once_not_in_turn(make_store: Factory) -> None:
+    store = make_store(max_size=4)
+    store.save_with_metadata({"v": 1}, "held")
+    store.save_with_metadata({"v": 1}, "free")
+    with admin() as blocker, blocker.transaction():
+        blocker.execute(
+            f'SELECT 1 FROM "{store.schema}".states WHERE state_id = %s FOR UPDATE', ["held"]
+        )
+        waiting = started_waiting(store, lambda: store.save_with_metadata({"v": 2}, "held"))
+        assert backends_of(store, "waiting")
+        # While one thread's save waits on the server, other calls go through the pool.
+        done = threading.Event()
+
+        def others() -> None:
+            assert store.save_with_metadata({"v": 2}, "free").version == 2
+            assert store.load_with_metadata("free") is not None
+            assert store.count_states() == 2
+            done.set()
+
+        other = threading.Thread(target=others)
+        other.start()
+        other.join(timeout=10)
+        assert done.is_set() and waiting.is_alive()
+    waiting.join(timeout=10)
+    assert [m.version for m in store.list_versions("held")] == [1, 2]
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of our own on a free port, safe to stop and start again.
+
+    initdb refuses to run as root, so under root the cluster belongs to the postgres user and
+    lives in a directory of its own outside pytest's root-only tmp_path."""
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not found:
+            missing("PostgreSQL's initdb is not installed")
+        self.bin = found[-1].parent
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="statehub-pg-"))
+        self.as_owner: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            self.as_owner = ["runuser", "-u", "postgres", "--"]
+        self.data = self.root / "data"
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [*self.as_owner, str(self.bin / tool), *args]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.root / "log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:  # immediate: the server goes away as in a crash
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    server = ThrowawayPostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.mark.faults
+def test_a_restarted_server_is_used_again(throwaway_postgres: ThrowawayPostgres) -> None:
+    server = throwaway_postgres
+    store = PostgresStatePersistence(server.dsn, schema="restart", pool_timeout=1)
+    try:
+        store.save_with_metadata({"v": 1}, "s", tags=["t"])
+        server.stop()
+        # While it is down every kind of call says so, translated: nothing of psycopg leaks.
+        calls: list[Callable[[], object]] = [
+            lambda: store.load_with_metadata("s"),
+            lambda: store.save_with_metadata({"v": 2}, "s"),
+            lambda: store.load_many(["s"]),
+            lambda: store.search_by_tags(["t"]),
+            lambda: store.page_states(limit=5),
+            lambda: store.get_stats(),
+        ]
+        for call in calls:
+            with pytest.raises(BackendUnavailableError) as info:
+                call()
+            assert not isinstance(info.value, OutcomeUnknownError)  # nothing was sent
+        server.start()
+        # The next call after it is back succeeds, and nothing was lost or half-written.
+        loaded = store.load_with_metadata("s")
+        assert loaded is not None and loaded[0] == {"v": 1}
+        assert store.save_with_metadata({"v": 3}, "s").version == 2
+        assert [m.version for m in store.list_versions("s")] == [1, 2]
+    finally:
+        store.close()
 
 
 @pytest.mark.faults
