@@ -54,7 +54,8 @@ class StateMetadata:
 
     @property
     def compression_ratio(self) -> float:
-        """original_size / size_bytes: 1.0 when stored uncompressed, higher is better."""
+        """original_size / size_bytes, higher is better. size_bytes is the stored frame with its
+        few bytes of header, so a version stored uncompressed comes out just under 1.0."""
         return self.original_size / self.size_bytes if self.size_bytes else 1.0
 
 
