@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
-from persistence.backends.redis_connections import IdleConnections, PooledConnection
+from persistence.backends.redis_connections import IdleConnections, PooledConnection, pool_full
 from persistence.errors import (
     BackendUnavailableError,
     OutcomeUnknownError,
@@ -42,6 +42,8 @@ from persistence.store import (
     WriteRequest,
 )
 from persistence.types import CompressionType, StateSummary, from_timestamp
+
+_T = TypeVar("_T")
 
 # Only a hiredis that redis-py itself uses: with an older one it packs in Python, honouring
 # the connection's encoding, and so must we.
@@ -86,6 +88,10 @@ def _translate_error(exc: RedisError, *, sent_write: bool = False) -> Persistenc
                 f"the connection to Redis failed after a write was sent, so it may or may not "
                 f"have been applied; retry with the same write_id ({exc})"
             )
+        if pool_full(exc):
+            return BackendUnavailableError(f"no Redis connection came free: {exc}")
+        if isinstance(exc, AuthenticationError):  # a ConnectionError to redis-py
+            return BackendUnavailableError(f"Redis refused the login: {exc}")
         return BackendUnavailableError(f"Redis is unreachable: {exc}")
     return PersistenceError(f"Redis error: {exc}")
 
@@ -149,6 +155,7 @@ class RedisStatePersistence(StatePersistence):
         redis_options: dict[str, Any] | None = None,
         *,
         namespace: str = "statehub",
+        pool_timeout: float = 30.0,
         **common_options: Any,
     ) -> None:
         super().__init__(**common_options)
@@ -164,10 +171,10 @@ class RedisStatePersistence(StatePersistence):
         options = {**(redis_options or {}), "decode_responses": False}
         self._pool = redis.ConnectionPool.from_url(redis_url, **options)
         self._client = redis.Redis(connection_pool=self._pool)
-        self._idle = IdleConnections(self._pool)
+        self._idle = IdleConnections(self._pool, pool_timeout)
         try:
             with _boundary():
-                info = self._pooled().info("server")
+                info = self._pooled(lambda client: client.info("server"))
             _check_server_version(str(info.get("redis_version", "")), self._url)
         except BackendUnavailableError:
             self._pool.disconnect()
@@ -212,13 +219,24 @@ class RedisStatePersistence(StatePersistence):
         finally:
             self._idle.put(io)
 
-    def _pooled(self) -> redis.Redis:
-        """The redis-py client, for calls that need its reply parsing or pipelines."""
-        self._idle.release_all()
-        return self._client
+    def _pooled(self, call: Callable[[redis.Redis], _T]) -> _T:
+        """``call`` on the redis-py client, for its reply parsing or pipelines; like ``_send``,
+        it waits for a connection while max_connections are all in use (nothing sent yet)."""
+        deadline = None
+        while True:
+            self._idle.release_all()
+            try:
+                return call(self._client)
+            except RedisConnectionError as exc:
+                if not pool_full(exc):
+                    raise
+                deadline = self._idle.wait(deadline, exc)
 
     def _command(self, *args: Any) -> Any:
-        return self._pooled().execute_command(*args)  # type: ignore[no-untyped-call]
+        def run(client: redis.Redis) -> Any:
+            return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+        return self._pooled(run)
 
     def _key(self, kind: str, state_id: str) -> str:
         (key,) = self._keys(state_id, kind)
@@ -325,11 +343,14 @@ class RedisStatePersistence(StatePersistence):
         return self._row(state_id, cur, exp or b"", frame, meta, tags)
 
     def _read_many(self, state_ids: Sequence[str], now: float) -> dict[str, VersionRow]:
-        with _boundary():
-            pipe = self._pooled().pipeline(transaction=False)
+        def read(client: redis.Redis) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
             for sid in state_ids:
                 pipe.hmget(self._key("h", sid), _LATEST)
-            replies = pipe.execute()
+            return pipe.execute()
+
+        with _boundary():
+            replies = self._pooled(read)
         rows = {
             sid: self._latest(sid, reply, now)
             for sid, reply in zip(state_ids, replies, strict=True)
@@ -476,7 +497,9 @@ class RedisStatePersistence(StatePersistence):
 
     def _server_info(self) -> dict[str, Any]:
         with _boundary():
-            info = self._pooled().info("server", "clients", "memory", "stats", "keyspace")
+            info = self._pooled(
+                lambda client: client.info("server", "clients", "memory", "stats", "keyspace")
+            )
         keyspace = {k: v for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
         fields = (
             "redis_version",

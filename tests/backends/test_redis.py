@@ -179,6 +179,49 @@ def test_connections_stay_within_max_connections_when_threads_mix_calls(open_red
     assert run_threads(work, 2) == []
 
 
+def test_threads_beyond_max_connections_wait_their_turn(open_redis, raw) -> None:
+    # The seed's pooling example: max_connections=20. redis-py's own pool fails the 21st
+    # caller at once ("Too many connections"); the store's calls wait for a connection.
+    name = f"pool-{uuid.uuid4().hex[:8]}"
+    store = open_redis(redis_options={"max_connections": 3, "client_name": name})
+    barrier = threading.Barrier(12)
+
+    def work(n: int) -> None:
+        barrier.wait()
+        for i in range(40):
+            store.save_with_metadata({"n": n, "i": i}, f"w{n}", tags=["pool"])
+            assert store.load_many([f"w{n}"])[f"w{n}"] is not None  # a pipeline
+            if i % 10 == 0:
+                store.get_stats()  # INFO, through redis-py's client
+        assert store.load_with_metadata(f"w{n}") is not None
+
+    assert run_threads(work, 12) == []
+    assert len(store.search_by_tags(["pool"])) == 12
+    clients = [c for c in raw.client_list() if c["name"] == name]
+    assert 1 <= len(clients) <= 3
+
+
+@pytest.mark.faults
+def test_a_call_that_finds_every_connection_busy_past_pool_timeout_says_so(server) -> None:
+    srv = server("--enable-debug-command", "yes")
+    options = {"max_connections": 1, "socket_timeout": 5}
+    with RedisStatePersistence(srv.url, options, pool_timeout=0.3) as store:
+        store.save_with_metadata({"v": 1}, "s")
+        sleeper = stall(srv, 1.0)
+        holder = threading.Thread(target=lambda: store.save_with_metadata({"v": 2}, "s"))
+        holder.start()  # takes the one connection and waits out the stall on it
+        time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError, match="max_connections") as info:
+            store.load_with_metadata("s")
+        assert 0.25 < time.monotonic() - started < 0.9
+        assert not isinstance(info.value, OutcomeUnknownError)
+        holder.join(timeout=10)
+        sleeper.join(timeout=10)
+        loaded = store.load_with_metadata("s")  # the connection came back: calls go on
+        assert loaded is not None and loaded[0] == {"v": 2}
+
+
 def test_a_forked_child_uses_its_own_connection(open_redis, raw) -> None:
     # A child sharing its parent's socket would read the parent's replies as its own.
     name = f"fork-{uuid.uuid4().hex[:8]}"
@@ -307,6 +350,28 @@ def test_counts_are_kept_by_the_scripts_and_exact_after_purge(open_redis) -> Non
     assert after["stored_bytes"] == stats["stored_bytes"]
 
 
+def test_redis_info_reports_memory_clients_commands_and_the_stores_db(
+    open_redis, raw, namespace
+) -> None:
+    store = open_redis()
+    store.save_with_metadata({"v": 1}, "s", tags=["t"], ttl_seconds=600)
+    ours = len(list(raw.scan_iter(match=f"{namespace}:*", count=1000)))
+    info = store.get_stats()["redis_info"]
+    assert info["namespace"] == namespace
+    assert isinstance(info["used_memory"], int) and info["used_memory"] > 0
+    assert isinstance(info["used_memory_human"], str) and info["used_memory_human"][-1] in "BKMG"
+    assert info["connected_clients"] >= 2  # the store's and the raw client's at least
+    assert info["total_commands_processed"] > 0
+    # Keyspace is the server's per-db figures, keyed "db<n>"; the store's db holds its keys
+    # (other tests share this server, so at least ours) and, with the TTL, expiring ones.
+    db = f"db{store._pool.connection_kwargs.get('db', 0)}"
+    assert db in info["keyspace"]
+    figures = info["keyspace"][db]
+    assert ours > 0 and figures["keys"] >= ours and figures["expires"] > 0
+    before = info["total_commands_processed"]
+    assert store.get_stats()["redis_info"]["total_commands_processed"] > before
+
+
 # ---------------------------------------------------------------- connection and options
 
 
@@ -377,10 +442,12 @@ def test_a_bad_namespace_is_refused(raw) -> None:
 
 
 class Server:
-    """A throwaway redis-server this test owns: started, killed and restarted by pid."""
+    """A throwaway redis-server this test owns: started, killed and restarted by pid.
 
-    def __init__(self, workdir: Path, *extra: str) -> None:
-        self.workdir, self.extra = workdir, extra
+    With ``tls`` (a directory ``make_certificates`` filled) it listens for TLS alone."""
+
+    def __init__(self, workdir: Path, *extra: str, tls: Path | None = None) -> None:
+        self.workdir, self.extra, self.tls = workdir, extra, tls
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -388,14 +455,25 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        listen = ["--port", str(self.port)]
+        ping_options: dict[str, Any] = {}
+        if self.tls is not None:
+            listen = [
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--tls-cert-file", str(self.tls / "server.crt"),
+                "--tls-key-file", str(self.tls / "server.key"),
+                "--tls-ca-cert-file", str(self.tls / "ca.crt"),
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
+            ping_options = {"ssl": True, "ssl_ca_certs": str(self.tls / "ca.crt")}
         self.proc = subprocess.Popen(
             [
                 "redis-server",
-                "--port",
-                str(self.port),
+                *listen,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -412,13 +490,17 @@ class Server:
             stderr=subprocess.DEVNULL,
         )
         password = dict(zip(self.extra[::2], self.extra[1::2], strict=True)).get("--requirepass")
-        client = redis.Redis(port=self.port, password=password, socket_connect_timeout=0.2)
+        client = redis.Redis(
+            "127.0.0.1", self.port, password=password, socket_connect_timeout=0.2, **ping_options
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
                 client.ping()
                 break
             except redis.ConnectionError:
+                if self.proc.poll() is not None:  # e.g. a redis-server built without TLS
+                    raise RuntimeError(f"redis-server {listen} exited at start") from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
@@ -431,16 +513,51 @@ class Server:
             self.proc = None
 
 
+def make_certificates(directory: Path) -> Path:
+    """A throwaway CA and a server certificate for 127.0.0.1 it signed, made with openssl:
+    ``ca.crt``, ``server.crt`` and ``server.key`` in ``directory``, which is returned."""
+    if shutil.which("openssl") is None:
+        missing("openssl is not installed (needed to make test certificates)")
+    directory.mkdir(exist_ok=True)
+    (directory / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1\n"  # redis-py checks the host name by default
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid\n"
+    )
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for command in (
+        [
+            "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=statehub test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        [
+            "req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1",
+        ],
+        [
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-set_serial", "2", "-days", "1", "-extfile", "server.ext", "-out", "server.crt",
+        ],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *command], cwd=directory, check=True, capture_output=True)
+    return directory
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     if shutil.which("redis-server") is None:
         missing("redis-server is not installed")
     started: list[Server] = []
 
-    def start(*extra: str) -> Server:
-        srv = Server(tmp_path, *extra)
+    def start(*extra: str, tls: Path | None = None) -> Server:
+        srv = Server(tmp_path, *extra, tls=tls)
+        started.append(srv)  # before start: a server that never answered is killed too
         srv.start()
-        started.append(srv)
         return srv
 
     yield start
@@ -521,6 +638,34 @@ def test_rediss_against_a_plain_server_is_unavailable_not_a_crash(server) -> Non
         RedisStatePersistence(
             f"rediss://127.0.0.1:{srv.port}/0", {"socket_timeout": 1, "socket_connect_timeout": 1}
         )
+
+
+@pytest.mark.faults
+def test_rediss_with_a_ca_file_round_trips_and_a_wrong_password_is_unavailable(
+    server, tmp_path: Path
+) -> None:
+    certs = make_certificates(tmp_path / "tls")
+    srv = server("--requirepass", "s3cret", tls=certs)
+    ca = {"ssl_ca_certs": str(certs / "ca.crt"), "socket_timeout": 5}
+    url = f"rediss://:s3cret@127.0.0.1:{srv.port}/0"
+    with RedisStatePersistence(redis_url=url, redis_options=ca, namespace="tls") as store:
+        assert store.describe() == f"rediss://127.0.0.1:{srv.port}/0"
+        saved = store.save_with_metadata({"v": 1}, "s", tags=["a", "b"], ttl_seconds=60)
+        assert saved.version == 1 and saved.tags == ("a", "b")
+        loaded = store.load_with_metadata("s")
+        assert loaded is not None and loaded[0] == {"v": 1}
+        assert loaded[1].tags == ("a", "b") and loaded[1].ttl_seconds == 60
+        assert [m.state_id for m in store.search_by_tags(["b"])] == ["s"]
+        info = store.get_stats()["redis_info"]
+        assert info["redis_version"] and info["keyspace"]["db0"]["keys"] > 0
+    # A wrong password is refused by the server (AUTH, over TLS) at construction: redis-py
+    # calls that a ConnectionError, so the store says unavailable, never showing the password.
+    with pytest.raises(BackendUnavailableError) as info:
+        RedisStatePersistence(url.replace("s3cret", "wr0ng"), ca, namespace="tls")
+    assert not isinstance(info.value, OutcomeUnknownError)
+    assert isinstance(info.value.__cause__, redis.AuthenticationError)
+    assert "Redis refused the login" in str(info.value)
+    assert "wr0ng" not in str(info.value) and "s3cret" not in str(info.value)
 
 
 @pytest.mark.faults
