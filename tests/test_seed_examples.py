@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +25,7 @@ from persistence import (
     StatePersistence,
     VersionConflictError,
 )
+from tests.conftest import REDIS_URL, drop_store, run_threads, server_missing
 
 
 def run_coroutine(coro: Any) -> Any:
@@ -310,9 +315,229 @@ def test_health_check_passes_twice(store: StatePersistence, capsys) -> None:
     assert check_persistence_health() is True
 
 
-def test_debug_logging_shows_each_save(store: StatePersistence, caplog) -> None:
+@pytest.fixture
+def package_log_level() -> Iterator[None]:
+    """Put the ``persistence`` logger's level back after a test that changes it, as the seed's
+    debug example does (a DEBUG level left behind would hide a later test's own setLevel)."""
+    logger = logging.getLogger("persistence")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
+def test_debug_logging_shows_each_save(
+    store: StatePersistence, caplog, package_log_level: None
+) -> None:
     logging.getLogger("persistence").setLevel(logging.DEBUG)
     with caplog.at_level(logging.DEBUG, logger="persistence"):
         store.save_with_metadata({"a": 1}, "logged")
     assert "saved 'logged' version 1" in caplog.text
     assert [c.name for c in CompressionType] == ["NONE", "LZ4", "ZLIB"]
+
+
+def test_debug_mode_as_written_makes_a_save_log(
+    store: StatePersistence, caplog: pytest.LogCaptureFixture, package_log_level: None
+) -> None:
+    persistence = store
+    # The seed's logging.getLogger("recoagent.state...") is the package logger here: the store
+    # logs under persistence.store, a child of it. Only the seed's setLevel turns DEBUG on
+    # (caplog.at_level would set the level itself and prove nothing).
+    import logging
+
+    logging.getLogger("persistence").setLevel(logging.DEBUG)
+    persistence.save_with_metadata(state={"key": "value"}, state_id="debugged", version=1)
+    saves = [
+        r
+        for r in caplog.records
+        if r.levelno == logging.DEBUG and r.getMessage().startswith("saved 'debugged' version 1")
+    ]
+    assert saves and saves[0].name.startswith("persistence.")
+
+
+# ---------------------------------------------------- Redis backend configuration (Redis only)
+# Run as written with redis://localhost:6379/0 made REDIS_URL and a namespace of the test's own
+# (the seed's default namespace would be shared with every other user of the server).
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A Redis namespace of this test's own, its keys removed afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        server_missing("redis", exc)
+    finally:
+        client.close()
+    where = f"t{uuid.uuid4().hex[:12]}"
+    yield where
+    drop_store("redis", where)
+
+
+@pytest.fixture
+def opened() -> Iterator[list[StatePersistence]]:
+    """Stores a test built itself, closed afterwards."""
+    stores: list[StatePersistence] = []
+    yield stores
+    for store in stores:
+        store.close()
+
+
+def _namespace_keys(namespace: str) -> list[bytes]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return [k for k in client.scan_iter(match=f"{namespace}:*") if b":{_}:" not in k]
+    finally:
+        client.close()
+
+
+def _pttl(key: bytes) -> int:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return int(client.pttl(key))
+    finally:
+        client.close()
+
+
+def test_basic_redis_configuration(namespace: str, opened: list[StatePersistence]) -> None:
+    from persistence import CompressionType, RedisStatePersistence
+
+    persistence = RedisStatePersistence(
+        redis_url=REDIS_URL,
+        compression_type=CompressionType.LZ4,
+        enable_versioning=True,
+        max_versions=10,
+        default_ttl=3600,
+        namespace=namespace,
+    )
+    opened.append(persistence)
+    assert persistence.compression_type is CompressionType.LZ4
+    assert persistence.enable_versioning is True and persistence.max_versions == 10
+    for v in range(1, 13):
+        saved = persistence.save_with_metadata({"v": v, "pad": "ab" * 200}, "s", version=v)
+    assert saved.compression_type is CompressionType.LZ4
+    assert saved.ttl_seconds == 3600  # default_ttl applies to a save that names none
+    assert [m.version for m in persistence.list_versions("s")] == list(range(3, 13))
+    keys = _namespace_keys(namespace)
+    assert keys and all(3_590_000 < _pttl(k) <= 3_600_000 for k in keys)  # Redis expires them
+
+
+def test_advanced_redis_configuration_reaches_the_pool(
+    namespace: str, opened: list[StatePersistence]
+) -> None:
+    from persistence import CompressionType, RedisStatePersistence
+
+    persistence = RedisStatePersistence(
+        redis_url=REDIS_URL,
+        compression_type=CompressionType.LZ4,
+        enable_versioning=True,
+        max_versions=20,
+        default_ttl=7200,
+        # Additional Redis options
+        redis_options={
+            "socket_timeout": 5,
+            "socket_connect_timeout": 5,
+            "retry_on_timeout": True,
+            "decode_responses": False,
+        },
+        namespace=namespace,
+    )
+    opened.append(persistence)
+    kwargs = persistence._client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 5 and kwargs["socket_connect_timeout"] == 5
+    assert kwargs["retry_on_timeout"] is True and kwargs["decode_responses"] is False
+    for v in range(1, 23):
+        saved = persistence.save_with_metadata({"v": v}, "s", version=v)
+    assert saved.ttl_seconds == 7200
+    assert [m.version for m in persistence.list_versions("s")] == list(range(3, 23))
+    loaded = persistence.load_with_metadata("s")
+    assert loaded is not None and loaded[0] == {"v": 22}
+    keys = _namespace_keys(namespace)
+    assert keys and all(7_190_000 < _pttl(k) <= 7_200_000 for k in keys)
+
+
+def test_compression_type_constructors(namespace: str, opened: list[StatePersistence]) -> None:
+    from persistence import CompressionType, RedisStatePersistence
+
+    # No compression (fastest)
+    persistence = RedisStatePersistence(
+        redis_url=REDIS_URL, compression_type=CompressionType.NONE, namespace=namespace
+    )
+    opened.append(persistence)
+    stores = {CompressionType.NONE: persistence}
+    # LZ4 compression (balanced)
+    persistence = RedisStatePersistence(
+        redis_url=REDIS_URL, compression_type=CompressionType.LZ4, namespace=namespace
+    )
+    opened.append(persistence)
+    stores[CompressionType.LZ4] = persistence
+    # Zlib compression (highest compression)
+    persistence = RedisStatePersistence(
+        redis_url=REDIS_URL, compression_type=CompressionType.ZLIB, namespace=namespace
+    )
+    opened.append(persistence)
+    stores[CompressionType.ZLIB] = persistence
+
+    state = {
+        "messages": [
+            {"role": "user" if i % 2 else "assistant", "text": f"message {i} about the order"}
+            for i in range(200)
+        ]
+    }
+    sizes = {}
+    for kind, store in stores.items():
+        assert store.compression_type is kind
+        saved = store.save_with_metadata(state, f"state-{kind.value}", version=1)
+        assert saved.compression_type is kind
+        loaded = store.load_with_metadata(f"state-{kind.value}")
+        assert loaded is not None and loaded[0] == state and loaded[1].compression_type is kind
+        sizes[kind] = saved.size_bytes
+    # Uncompressed: the JSON as is, plus the codec's few bytes of frame header.
+    assert saved.original_size < sizes[CompressionType.NONE] < saved.original_size + 16
+    assert sizes[CompressionType.ZLIB] < sizes[CompressionType.LZ4] < sizes[CompressionType.NONE]
+
+
+def test_connection_pooling(namespace: str, opened: list[StatePersistence]) -> None:
+    from persistence import CompressionType, RedisStatePersistence
+
+    # Configure connection pooling
+    persistence = RedisStatePersistence(
+        redis_url=REDIS_URL,
+        compression_type=CompressionType.LZ4,
+        # Connection pool options
+        redis_options={
+            "max_connections": 20,
+            "retry_on_timeout": True,
+            "socket_keepalive": True,
+            "socket_keepalive_options": {},
+        },
+        namespace=namespace,
+    )
+    opened.append(persistence)
+    pool = persistence._client.connection_pool
+    assert pool.max_connections == 20
+    kwargs = pool.connection_kwargs
+    assert kwargs["retry_on_timeout"] is True and kwargs["socket_keepalive"] is True
+    assert kwargs["socket_keepalive_options"] == {}
+    # Twice as many threads at once as the pool allows: each waits its turn for a connection
+    # (redis-py's own pool would fail the 21st), and the connections have keepalive on.
+    start = threading.Barrier(40)
+
+    def work(n: int) -> None:
+        start.wait()
+        for i in range(20):
+            persistence.save_with_metadata({"n": n, "i": i}, f"s{n}")
+
+    assert run_threads(work, 40) == []
+    assert persistence.get_stats()["total_versions"] == 400  # 40 states, 10 versions each
+    conn = pool.get_connection()
+    try:
+        assert conn._sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    finally:
+        pool.release(conn)
