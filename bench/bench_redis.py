@@ -25,6 +25,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import sample_state
 from persistence import CompressionType
 from persistence.backends.memory import InMemoryStatePersistence
 from persistence.backends.redis import RedisStatePersistence
@@ -40,26 +41,6 @@ redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[1], 3600)
 return 1
 """
-
-
-def sample_state() -> dict[str, Any]:
-    """A typical agent-run state: a short conversation and some bookkeeping (~1.7 KB)."""
-    turns = [
-        {
-            "role": "user" if i % 2 else "assistant",
-            "content": f"message {i}: " + "lorem ipsum " * 8,
-            "tokens": 40 + i,
-            "tool_calls": [] if i % 3 else [{"name": "search", "args": {"q": i}}],
-        }
-        for i in range(8)
-    ]
-    return {
-        "run_id": "run-42",
-        "step": 17,
-        "status": "running",
-        "messages": turns,
-        "memory": {"facts": ["the user likes tea", "deadline is friday"], "score": 0.87},
-    }
 
 
 def rate(fn: Callable[[int], object]) -> float:
