@@ -48,7 +48,7 @@ from psycopg import errors, sql
 from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from persistence.backends import postgres_sql as pg_sql
 from persistence.backends.postgres_sql import MIGRATIONS
@@ -152,6 +152,8 @@ class PostgresStatePersistence(StatePersistence):
                 self._migrate(conn)
         except psycopg.Error as exc:
             raise _translate(exc) from exc
+        self._connect_args = connect_args
+        self._pool_timeout = pool_timeout
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             dsn,
             kwargs=connect_args,
@@ -193,19 +195,33 @@ class PostgresStatePersistence(StatePersistence):
     @contextmanager
     def _connection(self) -> Iterator[Conn]:
         try:
-            conn = self._pool.getconn()
+            conn = self._getconn()
             # A connection the server closed while it sat in the pool (a restart,
             # pg_terminate_backend) has something to read: replace it before sending anything.
             while _closed_by_server(conn):
                 conn.close()
                 self._pool.putconn(conn)
-                conn = self._pool.getconn()
+                conn = self._getconn()
         except psycopg.Error as exc:
             raise _translate(exc) from exc
         try:
             yield conn
         finally:
             self._pool.putconn(conn)
+
+    def _getconn(self) -> Conn:
+        """A pooled connection, waiting up to pool_timeout for one, but not for a server
+        that is down: the pool would keep retrying in the background and each call would
+        wait the whole timeout. After a second without a connection, one direct attempt
+        tells a busy pool (wait on) from a server that refuses (fail now)."""
+        try:
+            return self._pool.getconn(timeout=min(1.0, self._pool_timeout))
+        except PoolTimeout:
+            if self._pool_timeout <= 1.0:
+                raise
+        with Conn.connect(self.dsn, **self._connect_args):
+            pass  # the server answers: the pool is only busy, or about to reconnect
+        return self._pool.getconn(timeout=self._pool_timeout - 1.0)
 
     def _run(self, work: Callable[[Conn], T], *, writes: bool = False) -> T:
         """Run ``work`` on a pooled connection, translating driver errors. A read that loses

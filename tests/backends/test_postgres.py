@@ -269,6 +269,35 @@ def test_calls_through_one_store_run_at_once_not_in_turn(make_store: Factory) ->
     assert [m.version for m in store.list_versions("held")] == [1, 2]
 
 
+@pytest.mark.slow
+@on_postgres
+def test_a_call_waits_past_a_second_for_a_busy_pool(make_store: Factory) -> None:
+    # A second without a connection makes the store check that the server is up (it fails
+    # fast when it is not); a pool that is only busy is waited for up to pool_timeout.
+    store = make_store(min_size=1, max_size=1)
+    store.save_with_metadata({"v": 1}, "held")
+    store.save_with_metadata({"v": 1}, "free")
+    result: list[object] = []
+    with admin() as blocker:
+        with blocker.transaction():
+            blocker.execute(
+                f'SELECT 1 FROM "{store.schema}".states WHERE state_id = %s FOR UPDATE', ["held"]
+            )
+            holder = started_waiting(store, lambda: store.save_with_metadata({"v": 2}, "held"))
+            started = time.monotonic()
+            reader = threading.Thread(
+                target=lambda: result.append(store.load_with_metadata("free"))
+            )
+            reader.start()
+            time.sleep(2.0)  # the lock, and with it the pool's one connection, stays taken
+            assert reader.is_alive() and not result
+        reader.join(timeout=10)
+        holder.join(timeout=10)
+    assert time.monotonic() - started >= 2.0
+    assert len(result) == 1 and result[0] is not None
+    assert [m.version for m in store.list_versions("held")] == [1, 2]
+
+
 class ThrowawayPostgres:
     """A PostgreSQL cluster of our own on a free port, safe to stop and start again.
 
@@ -321,7 +350,7 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
 @pytest.mark.faults
 def test_a_restarted_server_is_used_again(throwaway_postgres: ThrowawayPostgres) -> None:
     server = throwaway_postgres
-    store = PostgresStatePersistence(server.dsn, schema="restart", pool_timeout=1)
+    store = PostgresStatePersistence(server.dsn, schema="restart")  # pool_timeout 30 s
     try:
         store.save_with_metadata({"v": 1}, "s", tags=["t"])
         server.stop()
@@ -335,9 +364,12 @@ def test_a_restarted_server_is_used_again(throwaway_postgres: ThrowawayPostgres)
             lambda: store.get_stats(),
         ]
         for call in calls:
+            started = time.monotonic()
             with pytest.raises(BackendUnavailableError) as info:
                 call()
             assert not isinstance(info.value, OutcomeUnknownError)  # nothing was sent
+            # A second's wait for the pool, then a refused connection: not the pool_timeout.
+            assert time.monotonic() - started < 5
         server.start()
         # The next call after it is back succeeds, and nothing was lost or half-written.
         loaded = store.load_with_metadata("s")
