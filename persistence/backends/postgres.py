@@ -172,7 +172,10 @@ class PostgresStatePersistence(StatePersistence):
             raise _translate(exc) from exc
 
     def _migrate(self, conn: Conn) -> None:
-        # The advisory lock makes concurrent starters take turns; the second sees the work done.
+        # The advisory lock makes concurrent starters take turns; the second sees the work done,
+        # but only under READ COMMITTED: under REPEATABLE READ its snapshot would date from
+        # before it waited for the lock, and it would create the tables again.
+        conn.execute(_READ_COMMITTED)
         key = int.from_bytes(
             hashlib.sha256(f"statehub:{self.schema}".encode()).digest()[:8], "big", signed=True
         )
@@ -609,6 +612,9 @@ def _pipeline(
     return cursors
 
 
+_READ_COMMITTED = "SET default_transaction_isolation = 'read committed'"
+
+
 def _configure_session(conn: Conn) -> None:
     """Set a new pooled session to READ COMMITTED, with sequential scans off.
 
@@ -623,8 +629,9 @@ def _configure_session(conn: Conn) -> None:
     sequential scans keeps those plans on the indexes; reads of whole tables
     (_whole_table, pruning) turn them back on for their own transaction. A SET rather than
     a startup option, so the DSN's and PGOPTIONS' own options stand and PgBouncer, which
-    refuses unknown startup parameters, accepts the connection."""
-    conn.execute("SET default_transaction_isolation = 'read committed'; SET enable_seqscan = off")
+    refuses unknown startup parameters, accepts the connection. (In PgBouncer's transaction
+    pooling a session's SETs do not stick: there the server's own defaults must be these.)"""
+    conn.execute(_READ_COMMITTED + "; SET enable_seqscan = off")
 
 
 def _seq_scans_allowed(conn: Conn) -> None:

@@ -7,6 +7,7 @@ Every store here lives in its own throwaway schema and touches only its own conn
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 import os
 import shutil
@@ -186,6 +187,39 @@ def test_four_processes_setting_up_one_fresh_schema_all_succeed() -> None:
                 f'SELECT version FROM "{schema}".schema_version ORDER BY version'
             ).fetchall()
         assert [v for (v,) in recorded] == [version for version, _ in MIGRATIONS]
+    finally:
+        drop_store("postgres", schema)
+
+
+def test_stores_set_up_at_once_under_a_repeatable_read_default_both_start() -> None:
+    # Both wait on the setup lock; the second must see the first one's tables once it has it.
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    strict = POSTGRES_DSN + "?options=-c%20default_transaction_isolation%3Drepeatable%5C%20read"
+    key = int.from_bytes(
+        hashlib.sha256(f"statehub:{schema}".encode()).digest()[:8], "big", signed=True
+    )
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            PostgresStatePersistence(strict, schema=schema).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    starters = [threading.Thread(target=start) for _ in range(2)]
+    try:
+        with admin() as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", [key])
+            for thread in starters:
+                thread.start()
+            deadline = time.monotonic() + 10
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            while holder.execute(waiting).fetchone() != (2,) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            holder.execute("SELECT pg_advisory_unlock(%s)", [key])
+        for thread in starters:
+            thread.join(timeout=30)
+        assert errors == []
     finally:
         drop_store("postgres", schema)
 
