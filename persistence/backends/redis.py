@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -27,7 +27,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
-from persistence.backends.redis_connections import IdleConnections, PooledConnection, pool_full
+from persistence.backends.redis_connections import (
+    IdleConnections,
+    PoolConnections,
+    PooledConnection,
+    pool_exhausted,
+)
 from persistence.errors import (
     BackendUnavailableError,
     OutcomeUnknownError,
@@ -42,8 +47,6 @@ from persistence.store import (
     WriteRequest,
 )
 from persistence.types import CompressionType, StateSummary, from_timestamp
-
-_T = TypeVar("_T")
 
 # Only a hiredis that redis-py itself uses: with an older one it packs in Python, honouring
 # the connection's encoding, and so must we.
@@ -88,8 +91,11 @@ def _translate_error(exc: RedisError, *, sent_write: bool = False) -> Persistenc
                 f"the connection to Redis failed after a write was sent, so it may or may not "
                 f"have been applied; retry with the same write_id ({exc})"
             )
-        if pool_full(exc):
-            return BackendUnavailableError(f"no Redis connection came free: {exc}")
+        if pool_exhausted(exc):
+            return BackendUnavailableError(
+                f"no Redis connection came free within pool_timeout (max_connections are all "
+                f"in use): {exc}"
+            )
         if isinstance(exc, AuthenticationError):  # a ConnectionError to redis-py
             return BackendUnavailableError(f"Redis refused the login: {exc}")
         return BackendUnavailableError(f"Redis is unreachable: {exc}")
@@ -169,12 +175,21 @@ class RedisStatePersistence(StatePersistence):
         self._url = _redact(redis_url)
         # Frames are bytes: whatever the caller asks for, replies must not be decoded.
         options = {**(redis_options or {}), "decode_responses": False}
-        self._pool = redis.ConnectionPool.from_url(redis_url, **options)
+        self._idle: IdleConnections | PoolConnections
+        if options.get("max_connections") is None:
+            self._pool = redis.ConnectionPool.from_url(redis_url, **options)
+            self._idle = IdleConnections(self._pool)
+        else:
+            # Bounded: a call waits its turn for a connection (redis-py's plain pool fails the
+            # call at once), and every connection goes back to the pool it waits on.
+            self._pool = redis.BlockingConnectionPool.from_url(
+                redis_url, timeout=pool_timeout, **options
+            )
+            self._idle = PoolConnections(self._pool)
         self._client = redis.Redis(connection_pool=self._pool)
-        self._idle = IdleConnections(self._pool, pool_timeout)
         try:
             with _boundary():
-                info = self._pooled(lambda client: client.info("server"))
+                info = self._pooled().info("server")
             _check_server_version(str(info.get("redis_version", "")), self._url)
         except BackendUnavailableError:
             self._pool.disconnect()
@@ -219,24 +234,13 @@ class RedisStatePersistence(StatePersistence):
         finally:
             self._idle.put(io)
 
-    def _pooled(self, call: Callable[[redis.Redis], _T]) -> _T:
-        """``call`` on the redis-py client, for its reply parsing or pipelines; like ``_send``,
-        it waits for a connection while max_connections are all in use (nothing sent yet)."""
-        deadline = None
-        while True:
-            self._idle.release_all()
-            try:
-                return call(self._client)
-            except RedisConnectionError as exc:
-                if not pool_full(exc):
-                    raise
-                deadline = self._idle.wait(deadline, exc)
+    def _pooled(self) -> redis.Redis:
+        """The redis-py client, for calls that need its reply parsing or pipelines."""
+        self._idle.release_all()
+        return self._client
 
     def _command(self, *args: Any) -> Any:
-        def run(client: redis.Redis) -> Any:
-            return client.execute_command(*args)  # type: ignore[no-untyped-call]
-
-        return self._pooled(run)
+        return self._pooled().execute_command(*args)  # type: ignore[no-untyped-call]
 
     def _key(self, kind: str, state_id: str) -> str:
         (key,) = self._keys(state_id, kind)
@@ -343,14 +347,11 @@ class RedisStatePersistence(StatePersistence):
         return self._row(state_id, cur, exp or b"", frame, meta, tags)
 
     def _read_many(self, state_ids: Sequence[str], now: float) -> dict[str, VersionRow]:
-        def read(client: redis.Redis) -> list[Any]:
-            pipe = client.pipeline(transaction=False)
+        with _boundary():
+            pipe = self._pooled().pipeline(transaction=False)
             for sid in state_ids:
                 pipe.hmget(self._key("h", sid), _LATEST)
-            return pipe.execute()
-
-        with _boundary():
-            replies = self._pooled(read)
+            replies = pipe.execute()
         rows = {
             sid: self._latest(sid, reply, now)
             for sid, reply in zip(state_ids, replies, strict=True)
@@ -497,9 +498,7 @@ class RedisStatePersistence(StatePersistence):
 
     def _server_info(self) -> dict[str, Any]:
         with _boundary():
-            info = self._pooled(
-                lambda client: client.info("server", "clients", "memory", "stats", "keyspace")
-            )
+            info = self._pooled().info("server", "clients", "memory", "stats", "keyspace")
         keyspace = {k: v for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
         fields = (
             "redis_version",

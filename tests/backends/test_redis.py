@@ -201,6 +201,35 @@ def test_threads_beyond_max_connections_wait_their_turn(open_redis, raw) -> None
     assert 1 <= len(clients) <= 3
 
 
+def test_a_waiting_call_gets_its_turn_while_other_threads_keep_calling(open_redis) -> None:
+    # Every connection goes back to the pool after each call, where a waiting call finds it.
+    # (Not in strict turn: like redis-py's own BlockingConnectionPool, the queue is not fair,
+    # and threads calling back to back with no pause could keep taking it first.)
+    store = open_redis(redis_options={"max_connections": 1}, pool_timeout=3)
+    store.save_with_metadata({"v": 1}, "s")
+    stop = threading.Event()
+
+    def busy(n: int) -> None:
+        while not stop.is_set():
+            store.load_with_metadata("s")
+            time.sleep(0.001)  # the caller's own work between two calls
+
+    threads = [threading.Thread(target=busy, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        started = time.monotonic()
+        for i in range(20):
+            assert store.load_with_metadata("s") is not None
+            assert store.load_many(["s"])["s"] is not None  # a pipeline
+            store.save_with_metadata({"v": i}, "s")
+        assert time.monotonic() - started < 3
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+
+
 @pytest.mark.faults
 def test_a_call_that_finds_every_connection_busy_past_pool_timeout_says_so(server) -> None:
     srv = server("--enable-debug-command", "yes")
