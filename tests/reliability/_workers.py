@@ -32,6 +32,9 @@ def increment(
             if loaded is not None:
                 counter, latest = loaded[0]["counter"], loaded[1].version
             state = {"counter": counter + 1, "write_id": write_id}
+            # A moment between read and write, as a caller computing its update has: it lets
+            # threads (the memory store's run) interleave there as processes do on their own.
+            time.sleep(0)
             try:
                 store.save_with_metadata(
                     state, state_id, version=latest + 1 if checked else None, write_id=write_id
