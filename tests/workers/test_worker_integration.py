@@ -147,11 +147,18 @@ def test_two_overlapping_runs_one_works_the_other_reports_busy(
 ) -> None:
     store = open_store("sqlite", places["overlap"])
     try:
-        live_ids = _seed(store, 5000, 100)
-        ids = [cluster.send("purge_expired", store="overlap") for _ in range(2)]
+        live_ids = _seed(store, 40000, 100)
+        first = cluster.send("purge_expired", store="overlap")
+        # The second is sent once the first is under way (sent together, the first could be
+        # over before the other worker took the second: a run, not an overlap).
+        deadline = time.monotonic() + 30
+        while not any(r["batches"] >= 1 for r in cluster.runs(task_id=first)):
+            assert time.monotonic() < deadline, "the first purge never started"
+            time.sleep(0.01)
+        ids = [first, cluster.send("purge_expired", store="overlap")]
         runs = [cluster.wait_for(task_id=task_id)[0] for task_id in ids]
 
-        assert sorted((r["outcome"], r["removed"]) for r in runs) == [("busy", 0), ("ok", 5000)]
+        assert sorted((r["outcome"], r["removed"]) for r in runs) == [("busy", 0), ("ok", 40000)]
         busy = next(r for r in runs if r["outcome"] == "busy")
         assert busy["batches"] == 0 and "holds the lock" in busy["error"]
         assert len(cluster.runs(store="overlap", task="purge_expired")) == 2  # no duplicates
