@@ -216,14 +216,19 @@ class PostgresStatePersistence(StatePersistence):
         """A pooled connection, waiting up to pool_timeout for one, but not for a server
         that is down: the pool would keep retrying in the background and each call would
         wait the whole timeout. After a second without a connection, one direct attempt
-        tells a busy pool (wait on) from a server that refuses (fail now)."""
+        tells a busy pool (wait on) from a server that is down or refuses us (fail now)."""
         try:
             return self._pool.getconn(timeout=min(1.0, self._pool_timeout))
         except PoolTimeout:
             if self._pool_timeout <= 1.0:
                 raise
-        with Conn.connect(self.dsn, **self._connect_args):
-            pass  # the server answers: the pool is only busy, or about to reconnect
+        try:
+            with Conn.connect(self.dsn, **self._connect_args):
+                pass  # the server answers: the pool is only busy, or about to reconnect
+        except psycopg.OperationalError as exc:
+            if not _server_full(exc):
+                raise
+            # Up, but at its max_connections: the pool's own connections will come free.
         return self._pool.getconn(timeout=self._pool_timeout - 1.0)
 
     def _run(self, work: Callable[[Conn], T], *, writes: bool = False) -> T:
@@ -643,6 +648,13 @@ def _whole_table(conn: Conn, query: str, params: dict[str, Any]) -> list[Any]:
     with conn.transaction():
         _seq_scans_allowed(conn)
         return conn.execute(query, params).fetchall()
+
+
+def _server_full(exc: psycopg.OperationalError) -> bool:
+    """A refused connection of a server that is up but has no connection slot free (SQLSTATE
+    53300; a failed connect carries only the server's message)."""
+    text = str(exc)
+    return exc.sqlstate == "53300" or "too many clients" in text or "connection slots" in text
 
 
 def _closed_by_server(conn: Conn) -> bool:

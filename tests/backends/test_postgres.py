@@ -338,7 +338,8 @@ class ThrowawayPostgres:
     initdb refuses to run as root, so under root the cluster belongs to the postgres user and
     lives in a directory of its own outside pytest's root-only tmp_path."""
 
-    def __init__(self) -> None:
+    def __init__(self, *settings: str) -> None:
+        self.settings = settings  # extra "-c name=value" server settings
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
         if not found:
             missing("PostgreSQL's initdb is not installed")
@@ -359,6 +360,7 @@ class ThrowawayPostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {setting}" for setting in self.settings)
         log = str(self.root / "log")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
 
@@ -372,18 +374,23 @@ class ThrowawayPostgres:
 
 
 @pytest.fixture
-def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
-    server = ThrowawayPostgres()
-    try:
+def throwaway_postgres() -> Iterator[Callable[..., ThrowawayPostgres]]:
+    servers: list[ThrowawayPostgres] = []
+
+    def start(*settings: str) -> ThrowawayPostgres:
+        server = ThrowawayPostgres(*settings)
+        servers.append(server)
         server.start()
-        yield server
-    finally:
+        return server
+
+    yield start
+    for server in servers:
         server.remove()
 
 
 @pytest.mark.faults
-def test_a_restarted_server_is_used_again(throwaway_postgres: ThrowawayPostgres) -> None:
-    server = throwaway_postgres
+def test_a_restarted_server_is_used_again(throwaway_postgres: Callable[..., Any]) -> None:
+    server = throwaway_postgres()
     store = PostgresStatePersistence(server.dsn, schema="restart")  # pool_timeout 30 s
     try:
         store.save_with_metadata({"v": 1}, "s", tags=["t"])
@@ -410,6 +417,43 @@ def test_a_restarted_server_is_used_again(throwaway_postgres: ThrowawayPostgres)
         assert loaded is not None and loaded[0] == {"v": 1}
         assert store.save_with_metadata({"v": 3}, "s").version == 2
         assert [m.version for m in store.list_versions("s")] == [1, 2]
+    finally:
+        store.close()
+
+
+@pytest.mark.faults
+def test_a_busy_pool_on_a_server_out_of_connection_slots_is_waited_for(
+    throwaway_postgres: Callable[..., Any],
+) -> None:
+    # The check made after a second without a connection is refused ("too many clients"):
+    # the server is up, so the call goes on waiting for the pool instead of failing.
+    server = throwaway_postgres("max_connections=3", "superuser_reserved_connections=0")
+    store = PostgresStatePersistence(server.dsn, schema="slots", min_size=2, max_size=2)
+    try:
+        store.save_with_metadata({"v": 1}, "held")
+        store.save_with_metadata({"v": 1}, "free")
+        with psycopg.connect(server.dsn, autocommit=True) as blocker:  # the third slot
+            with blocker.transaction():
+                blocker.execute("SELECT 1 FROM slots.states WHERE state_id = 'held' FOR UPDATE")
+                holders = [
+                    threading.Thread(target=lambda: store.save_with_metadata({"v": 2}, "held"))
+                    for _ in range(2)
+                ]
+                for thread in holders:  # both pooled connections wait on the lock
+                    thread.start()
+                result: list[object] = []
+                reader = threading.Thread(
+                    target=lambda: result.append(store.load_with_metadata("free"))
+                )
+                time.sleep(0.3)
+                reader.start()
+                time.sleep(2.0)
+                assert reader.is_alive() and not result
+            reader.join(timeout=10)
+            for thread in holders:
+                thread.join(timeout=10)
+        assert len(result) == 1 and result[0] is not None
+        assert [m.version for m in store.list_versions("held")] == [1, 2, 3]
     finally:
         store.close()
 
