@@ -36,7 +36,10 @@ written, and we report the ``VersionConflictError``. psycopg errors are translat
 from __future__ import annotations
 
 import hashlib
+import math
 import select
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -44,9 +47,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, pq, sql
 from psycopg.adapt import AdaptersMap
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -152,8 +155,10 @@ class PostgresStatePersistence(StatePersistence):
                 self._migrate(conn)
         except psycopg.Error as exc:
             raise _translate(exc) from exc
-        self._connect_args = connect_args
         self._pool_timeout = pool_timeout
+        self._ping_conninfo = make_conninfo(dsn, connect_timeout=connect_timeout).encode()
+        self._ping_lock = threading.Lock()
+        self._pinged_at, self._answers = -math.inf, True
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             dsn,
             kwargs=connect_args,
@@ -215,21 +220,27 @@ class PostgresStatePersistence(StatePersistence):
     def _getconn(self) -> Conn:
         """A pooled connection, waiting up to pool_timeout for one, but not for a server
         that is down: the pool would keep retrying in the background and each call would
-        wait the whole timeout. After a second without a connection, one direct attempt
-        tells a busy pool (wait on) from a server that is down or refuses us (fail now)."""
+        wait the whole timeout. After a second without a connection, a ping (as pg_isready's:
+        no login) tells a busy pool (wait on) from a server that does not answer (fail now)."""
         try:
             return self._pool.getconn(timeout=min(1.0, self._pool_timeout))
         except PoolTimeout:
             if self._pool_timeout <= 1.0:
                 raise
-        try:
-            with Conn.connect(self.dsn, **self._connect_args):
-                pass  # the server answers: the pool is only busy, or about to reconnect
-        except psycopg.OperationalError as exc:
-            if not _server_full(exc):
-                raise
-            # Up, but at its max_connections: the pool's own connections will come free.
+        if not self._server_answers():
+            raise psycopg.OperationalError("the server does not answer (pinged as pg_isready)")
         return self._pool.getconn(timeout=self._pool_timeout - 1.0)
+
+    def _server_answers(self) -> bool:
+        """Whether the server accepts connections; one ping at a time, and its answer serves
+        every call that asks within a second (many calls may be waiting for a busy pool)."""
+        with self._ping_lock:
+            if time.monotonic() - self._pinged_at > 1.0:
+                ping = pq.PGconn.ping(self._ping_conninfo)
+                # A server that is full, or refuses this role, still answers OK: it is up.
+                self._answers = ping == pq.Ping.OK
+                self._pinged_at = time.monotonic()
+            return self._answers
 
     def _run(self, work: Callable[[Conn], T], *, writes: bool = False) -> T:
         """Run ``work`` on a pooled connection, translating driver errors. A read that loses
@@ -648,13 +659,6 @@ def _whole_table(conn: Conn, query: str, params: dict[str, Any]) -> list[Any]:
     with conn.transaction():
         _seq_scans_allowed(conn)
         return conn.execute(query, params).fetchall()
-
-
-def _server_full(exc: psycopg.OperationalError) -> bool:
-    """A refused connection of a server that is up but has no connection slot free (SQLSTATE
-    53300; a failed connect carries only the server's message)."""
-    text = str(exc)
-    return exc.sqlstate == "53300" or "too many clients" in text or "connection slots" in text
 
 
 def _closed_by_server(conn: Conn) -> bool:

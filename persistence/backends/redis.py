@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from redis.connection import parse_url
 from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -176,14 +177,16 @@ class RedisStatePersistence(StatePersistence):
         # Frames are bytes: whatever the caller asks for, replies must not be decoded.
         options = {**(redis_options or {}), "decode_responses": False}
         self._idle: IdleConnections | PoolConnections
-        if options.get("max_connections") is None:
+        in_url: dict[str, Any] = parse_url(redis_url)  # type: ignore[no-untyped-call]
+        bounded = {**in_url, **options}.get("max_connections") is not None
+        if not bounded:
             self._pool = redis.ConnectionPool.from_url(redis_url, **options)
             self._idle = IdleConnections(self._pool)
         else:
             # Bounded: a call waits its turn for a connection (redis-py's plain pool fails the
             # call at once), and every connection goes back to the pool it waits on.
             self._pool = redis.BlockingConnectionPool.from_url(
-                redis_url, timeout=pool_timeout, **options
+                redis_url, **{"timeout": pool_timeout, **options}
             )
             self._idle = PoolConnections(self._pool)
         self._client = redis.Redis(connection_pool=self._pool)

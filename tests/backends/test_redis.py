@@ -179,11 +179,17 @@ def test_connections_stay_within_max_connections_when_threads_mix_calls(open_red
     assert run_threads(work, 2) == []
 
 
-def test_threads_beyond_max_connections_wait_their_turn(open_redis, raw) -> None:
+@pytest.mark.parametrize("in_url", [False, True])
+def test_threads_beyond_max_connections_wait_their_turn(raw, namespace, in_url: bool) -> None:
     # The seed's pooling example: max_connections=20. redis-py's own pool fails the 21st
-    # caller at once ("Too many connections"); the store's calls wait for a connection.
+    # caller at once ("Too many connections"); the store's calls wait for a connection,
+    # whether max_connections comes in redis_options or in the URL.
     name = f"pool-{uuid.uuid4().hex[:8]}"
-    store = open_redis(redis_options={"max_connections": 3, "client_name": name})
+    url, options = REDIS_URL, {"max_connections": 3, "client_name": name}
+    if in_url:
+        url += "?max_connections=3"
+        del options["max_connections"]
+    store = RedisStatePersistence(url, options, namespace=namespace)
     barrier = threading.Barrier(12)
 
     def work(n: int) -> None:
@@ -195,10 +201,13 @@ def test_threads_beyond_max_connections_wait_their_turn(open_redis, raw) -> None
                 store.get_stats()  # INFO, through redis-py's client
         assert store.load_with_metadata(f"w{n}") is not None
 
-    assert run_threads(work, 12) == []
-    assert len(store.search_by_tags(["pool"])) == 12
-    clients = [c for c in raw.client_list() if c["name"] == name]
-    assert 1 <= len(clients) <= 3
+    try:
+        assert run_threads(work, 12) == []
+        assert len(store.search_by_tags(["pool"])) == 12
+        clients = [c for c in raw.client_list() if c["name"] == name]
+        assert 1 <= len(clients) <= 3
+    finally:
+        store.close()
 
 
 def test_a_waiting_call_gets_its_turn_while_other_threads_keep_calling(open_redis) -> None:
