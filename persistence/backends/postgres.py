@@ -181,9 +181,7 @@ class PostgresStatePersistence(StatePersistence):
         # but only under READ COMMITTED: under REPEATABLE READ its snapshot would date from
         # before it waited for the lock, and it would create the tables again.
         conn.execute(_READ_COMMITTED)
-        key = int.from_bytes(
-            hashlib.sha256(f"statehub:{self.schema}".encode()).digest()[:8], "big", signed=True
-        )
+        key = setup_lock_key(self.schema)
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [key])
             for statement in pg_sql.SETUP:
@@ -629,6 +627,13 @@ def _pipeline(
 
 
 _READ_COMMITTED = "SET default_transaction_isolation = 'read committed'"
+
+
+def setup_lock_key(schema: str) -> int:
+    """The advisory lock key under which stores set up (create or migrate) ``schema``."""
+    return int.from_bytes(
+        hashlib.sha256(f"statehub:{schema}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 def _configure_session(conn: Conn) -> None:

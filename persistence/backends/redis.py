@@ -178,7 +178,7 @@ class RedisStatePersistence(StatePersistence):
         options = {**(redis_options or {}), "decode_responses": False}
         self._idle: IdleConnections | PoolConnections
         in_url: dict[str, Any] = parse_url(redis_url)  # type: ignore[no-untyped-call]
-        bounded = {**in_url, **options}.get("max_connections") is not None
+        bounded = {**options, **in_url}.get("max_connections") is not None  # the URL wins
         if not bounded:
             self._pool = redis.ConnectionPool.from_url(redis_url, **options)
             self._idle = IdleConnections(self._pool)

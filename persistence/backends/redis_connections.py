@@ -33,11 +33,11 @@ class IdleConnections:
     taken from the pool once and then kept in a list: ``pop`` and ``append`` are atomic, so
     threads share it without a lock. (A pool bounded by ``max_connections`` uses
     PoolConnections instead: a call waiting for a connection must see every one come back.)
-    Each checkout
-    still does what the pool's would: it polls the socket, so a connection the server closed
-    (a restart) or one left with an unread reply is reopened before anything is sent on it,
-    and it honours redis-py's requests to reconnect (a maintenance notice) or to re-send a
-    renewed credential. A forked child forgets its parent's connections (``_after_fork``).
+    Each checkout still does what the pool's would: it polls the socket, so a connection the
+    server closed (a restart) or one left with an unread reply is reopened before anything is
+    sent on it, and it honours redis-py's requests to reconnect (a maintenance notice) or to
+    re-send a renewed credential. A forked child forgets its parent's connections
+    (``_after_fork``).
     """
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
