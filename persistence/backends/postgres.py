@@ -651,7 +651,7 @@ def _configure_session(conn: Conn) -> None:
     (_whole_table, pruning) turn them back on for their own transaction. A SET rather than
     a startup option, so the DSN's and PGOPTIONS' own options stand and PgBouncer, which
     refuses unknown startup parameters, accepts the connection. (In PgBouncer's transaction
-    pooling a session's SETs do not stick: there the server's own defaults must be these.)"""
+    pooling a session's SETs do not stick: use session pooling or connect directly.)"""
     conn.execute(_READ_COMMITTED + "; SET enable_seqscan = off")
 
 
