@@ -122,6 +122,28 @@ def make_store(backend: str, tmp_path: Any) -> Iterator[Callable[..., StatePersi
 
 
 @pytest.fixture
+def namespace() -> Iterator[str]:
+    """A Redis key namespace of the test's own, its keys removed afterwards."""
+    ns = f"t{uuid.uuid4().hex[:12]}"
+    yield ns
+    drop_store("redis", ns)
+
+
+@pytest.fixture
+def raw() -> Iterator[Any]:
+    """A plain redis-py client of the test Redis (skipped, or failed under CI, when down)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        server_missing("redis", exc)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def store(make_store: Callable[..., StatePersistence], clock: FakeClock) -> StatePersistence:
     """A fresh store of the parametrized backend on a fake clock."""
     return make_store(clock=clock)

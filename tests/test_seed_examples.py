@@ -11,7 +11,6 @@ import asyncio
 import logging
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,7 +24,7 @@ from persistence import (
     StatePersistence,
     VersionConflictError,
 )
-from tests.conftest import REDIS_URL, drop_store, run_threads, server_missing
+from tests.conftest import REDIS_URL, run_threads
 
 
 def run_coroutine(coro: Any) -> Any:
@@ -360,23 +359,6 @@ def test_debug_mode_as_written_makes_a_save_log(
 
 
 @pytest.fixture
-def namespace() -> Iterator[str]:
-    """A Redis namespace of this test's own, its keys removed afterwards."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        server_missing("redis", exc)
-    finally:
-        client.close()
-    where = f"t{uuid.uuid4().hex[:12]}"
-    yield where
-    drop_store("redis", where)
-
-
-@pytest.fixture
 def opened() -> Iterator[list[StatePersistence]]:
     """Stores a test built itself, closed afterwards."""
     stores: list[StatePersistence] = []
@@ -385,27 +367,15 @@ def opened() -> Iterator[list[StatePersistence]]:
         store.close()
 
 
-def _namespace_keys(namespace: str) -> list[bytes]:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        return [k for k in client.scan_iter(match=f"{namespace}:*") if b":{_}:" not in k]
-    finally:
-        client.close()
+def _state_key_ttls(raw: Any, namespace: str) -> list[int]:
+    """Milliseconds left on each per-state key of the namespace (global indexes left out)."""
+    keys = [k for k in raw.scan_iter(match=f"{namespace}:*") if b":{_}:" not in k]
+    return [int(raw.pttl(k)) for k in keys]
 
 
-def _pttl(key: bytes) -> int:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        return int(client.pttl(key))
-    finally:
-        client.close()
-
-
-def test_basic_redis_configuration(namespace: str, opened: list[StatePersistence]) -> None:
+def test_basic_redis_configuration(
+    namespace: str, raw: Any, opened: list[StatePersistence]
+) -> None:
     from persistence import CompressionType, RedisStatePersistence
 
     persistence = RedisStatePersistence(
@@ -424,12 +394,13 @@ def test_basic_redis_configuration(namespace: str, opened: list[StatePersistence
     assert saved.compression_type is CompressionType.LZ4
     assert saved.ttl_seconds == 3600  # default_ttl applies to a save that names none
     assert [m.version for m in persistence.list_versions("s")] == list(range(3, 13))
-    keys = _namespace_keys(namespace)
-    assert keys and all(3_590_000 < _pttl(k) <= 3_600_000 for k in keys)  # Redis expires them
+    ttls = _state_key_ttls(raw, namespace)
+    # Redis expires them; expiry is set in whole milliseconds rounded up (1 ms over at most).
+    assert ttls and all(3_590_000 < ms <= 3_600_001 for ms in ttls)
 
 
 def test_advanced_redis_configuration_reaches_the_pool(
-    namespace: str, opened: list[StatePersistence]
+    namespace: str, raw: Any, opened: list[StatePersistence]
 ) -> None:
     from persistence import CompressionType, RedisStatePersistence
 
@@ -458,11 +429,13 @@ def test_advanced_redis_configuration_reaches_the_pool(
     assert [m.version for m in persistence.list_versions("s")] == list(range(3, 23))
     loaded = persistence.load_with_metadata("s")
     assert loaded is not None and loaded[0] == {"v": 22}
-    keys = _namespace_keys(namespace)
-    assert keys and all(7_190_000 < _pttl(k) <= 7_200_000 for k in keys)
+    ttls = _state_key_ttls(raw, namespace)
+    assert ttls and all(7_190_000 < ms <= 7_200_001 for ms in ttls)
 
 
-def test_compression_type_constructors(namespace: str, opened: list[StatePersistence]) -> None:
+def test_compression_type_constructors(
+    namespace: str, raw: Any, opened: list[StatePersistence]
+) -> None:
     from persistence import CompressionType, RedisStatePersistence
 
     # No compression (fastest)
@@ -503,7 +476,7 @@ def test_compression_type_constructors(namespace: str, opened: list[StatePersist
     assert sizes[CompressionType.ZLIB] < sizes[CompressionType.LZ4] < sizes[CompressionType.NONE]
 
 
-def test_connection_pooling(namespace: str, opened: list[StatePersistence]) -> None:
+def test_connection_pooling(namespace: str, raw: Any, opened: list[StatePersistence]) -> None:
     from persistence import CompressionType, RedisStatePersistence
 
     # Configure connection pooling

@@ -23,27 +23,9 @@ from redis.crc import key_slot
 
 from persistence import BackendUnavailableError, OutcomeUnknownError, connect
 from persistence.backends.redis import RedisStatePersistence, _check_server_version, _redact
-from tests.conftest import REDIS_URL, FakeClock, drop_store, missing, run_threads, server_missing
+from tests.conftest import REDIS_URL, FakeClock, missing, run_threads
 
 HOSTILE_IDS = ["plain", "{}", "}{", "a{b}c", "{x", "y}", "{{z}}", "a:b:{c}", "é {🚀}"]
-
-
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    ns = f"t{uuid.uuid4().hex[:12]}"
-    yield ns
-    drop_store("redis", ns)
-
-
-@pytest.fixture
-def raw() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        server_missing("redis", exc)
-    yield client
-    client.close()
 
 
 @pytest.fixture
