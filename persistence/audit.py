@@ -90,8 +90,9 @@ def audited(action: str, user: Any, needed: roles.Role, **fields: Any) -> Iterat
     """Check the role and record the outcome of the block: exactly one row whatever happens.
 
     Yields a dict the block may fill with details of what it did. A missing role records
-    ``denied`` and raises PermissionDenied; an exception from the block records ``error``
-    and propagates.
+    ``denied`` and raises PermissionDenied; so does a PermissionDenied the block raises (a
+    refusal that depends on the target, not the role). Any other exception from the block
+    records ``error`` and propagates.
     """
     if not roles.has_role(user, needed):
         record(
@@ -107,7 +108,8 @@ def audited(action: str, user: Any, needed: roles.Role, **fields: Any) -> Iterat
         yield details
     except Exception as exc:
         details["error"] = f"{type(exc).__name__}: {exc}"[:1000]
-        record(action, user=user, outcome=Outcome.ERROR, details=details, **fields)
+        outcome = Outcome.DENIED if isinstance(exc, PermissionDenied) else Outcome.ERROR
+        record(action, user=user, outcome=outcome, details=details, **fields)
         raise
     record(action, user=user, details=details, **fields)
 

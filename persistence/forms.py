@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 
 ORDERS = [
     ("-updated", "Last update, newest first"),
@@ -83,6 +84,14 @@ class UserCreateForm(forms.Form):
     )
     email = forms.EmailField(required=False)
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial="viewer")
+
+    def clean_username(self) -> str:
+        # A taken name is invalid input, refused before anything is attempted (and audited);
+        # the service checks again, inside its audit, for a name taken in between.
+        name: str = self.cleaned_data["username"]
+        if get_user_model().objects.filter(username__iexact=name).exists():
+            raise forms.ValidationError(f"a user named {name!r} already exists")
+        return name
 
 
 class RoleForm(forms.Form):

@@ -50,6 +50,15 @@ def has_role(user: Any, needed: Role) -> bool:
     return role is not None and ROLES.index(role) >= ROLES.index(needed)
 
 
+def can_manage(user: Any, target: Any) -> bool:
+    """Whether ``user`` may change ``target``'s account from the dashboard.
+
+    Accounts that can log in to the Django admin (staff and superusers) are left to
+    superusers: otherwise a dashboard admin could reset such an account's password, use the
+    one-time link and so reach the Django admin, which dashboard roles never give."""
+    return bool(user.is_superuser) or not (target.is_superuser or target.is_staff)
+
+
 def check(user: Any, needed: Role) -> None:
     """Raise PermissionDenied unless ``user`` has ``needed`` (or a higher role)."""
     if not has_role(user, needed):

@@ -461,13 +461,14 @@ def _csv_cell(value: Any) -> str:
 class UserRow:
     user: Any
     role: str | None
+    manageable: bool  # whether the viewer may change this account (roles.can_manage)
 
 
-def user_rows() -> list[UserRow]:
+def user_rows(viewer: Any) -> list[UserRow]:
     """Every account with its role, by username (two queries, whatever the count)."""
     from django.contrib.auth import get_user_model
 
-    from persistence.roles import ROLES
+    from persistence.roles import ROLES, can_manage
 
     rows = []
     for user in get_user_model().objects.order_by("username").prefetch_related("groups"):
@@ -475,5 +476,5 @@ def user_rows() -> list[UserRow]:
         role = (
             "admin" if user.is_superuser else next((r for r in reversed(ROLES) if r in names), None)
         )
-        rows.append(UserRow(user, role))
+        rows.append(UserRow(user, role, can_manage(viewer, user)))
     return rows

@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -109,6 +110,19 @@ def active_admins() -> Any:
     )
 
 
+class ProtectedAccountError(PermissionDenied):
+    """The target account can log in to the Django admin: only a superuser may change it."""
+
+
+def _check_manageable(user: Any, target: Any) -> None:
+    if not roles.can_manage(user, target):
+        kind = "a superuser" if target.is_superuser else "a staff account"
+        raise ProtectedAccountError(
+            f"{target.get_username()} is {kind} (it can log in to the Django admin); "
+            f"only a superuser can change it"
+        )
+
+
 def _keeps_an_admin(target: Any) -> None:
     """Raise LastAdminError if ``target`` is the only active admin left."""
     if roles.role_of(target) != "admin":
@@ -161,6 +175,7 @@ def set_role(user: Any, target: Any, role: roles.Role, reason: str = "") -> None
             role=role,
             previous=roles.role_of(target),
         )
+        _check_manageable(user, target)
         if target.is_superuser and role != "admin":
             raise ValueError(f"{target.get_username()} is a superuser: always an admin")
         with transaction.atomic():
@@ -173,6 +188,7 @@ def deactivate_user(user: Any, target: Any, reason: str = "") -> None:
     """Stop ``target`` from logging in (its sessions end at their next request)."""
     with audited(Action.USER_DEACTIVATE, user, "admin", reason=reason) as details:
         details.update(target=target.get_username(), target_id=target.pk)
+        _check_manageable(user, target)
         with transaction.atomic():
             _keeps_an_admin(target)
             target.is_active = False
@@ -183,6 +199,7 @@ def deactivate_user(user: Any, target: Any, reason: str = "") -> None:
 def reactivate_user(user: Any, target: Any, reason: str = "") -> None:
     with audited(Action.USER_REACTIVATE, user, "admin", reason=reason) as details:
         details.update(target=target.get_username(), target_id=target.pk)
+        _check_manageable(user, target)
         target.is_active = True
         target.save(update_fields=["is_active"])
         roles.forget(target)
@@ -192,6 +209,7 @@ def reset_password(user: Any, target: Any, reason: str = "") -> str:
     """Make ``target``'s password unusable now and return a one-time set-password link."""
     with audited(Action.PASSWORD_RESET, user, "admin", reason=reason) as details:
         details.update(target=target.get_username(), target_id=target.pk)
+        _check_manageable(user, target)
         target.set_unusable_password()
         target.save(update_fields=["password"])
     return set_password_path(target)

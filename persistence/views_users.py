@@ -11,6 +11,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_GET, require_POST
@@ -25,7 +26,7 @@ def _users_page(
     request: HttpRequest, *, form: UserCreateForm | None = None, issued: Any = None
 ) -> HttpResponse:
     context = {
-        "users": selectors.user_rows(),
+        "users": selectors.user_rows(request.user),
         "form": form or UserCreateForm(),
         "issued": issued,
         "roles": [value for value, _ in ROLE_CHOICES],
@@ -80,7 +81,7 @@ def user_role(request: HttpRequest, pk: int) -> HttpResponse:
         role: roles.Role = form.cleaned_data["role"]
         try:
             services.set_role(request.user, target, role, form.cleaned_data["reason"])
-        except ValueError as exc:
+        except (ValueError, PermissionDenied) as exc:
             messages.error(request, f"Role not changed: {exc}.")
         else:
             messages.success(request, f"{target.get_username()} is now {role}.")
@@ -97,7 +98,7 @@ def user_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:
         services.deactivate_user(request.user, target, reason)
-    except ValueError as exc:
+    except (ValueError, PermissionDenied) as exc:
         messages.error(request, f"Not deactivated: {exc}.")
     else:
         messages.success(request, f"Deactivated {target.get_username()}.")
@@ -109,10 +110,14 @@ def user_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
 def user_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     target = _target(pk)
     form = UserActionForm(request.POST)
-    services.reactivate_user(
-        request.user, target, form.cleaned_data["reason"] if form.is_valid() else ""
-    )
-    messages.success(request, f"Reactivated {target.get_username()}.")
+    try:
+        services.reactivate_user(
+            request.user, target, form.cleaned_data["reason"] if form.is_valid() else ""
+        )
+    except PermissionDenied as exc:
+        messages.error(request, f"Not reactivated: {exc}.")
+    else:
+        messages.success(request, f"Reactivated {target.get_username()}.")
     return _after(request)
 
 
@@ -121,9 +126,13 @@ def user_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
 def user_password(request: HttpRequest, pk: int) -> HttpResponse:
     target = _target(pk)
     form = UserActionForm(request.POST)
-    path = services.reset_password(
-        request.user, target, form.cleaned_data["reason"] if form.is_valid() else ""
-    )
+    try:
+        path = services.reset_password(
+            request.user, target, form.cleaned_data["reason"] if form.is_valid() else ""
+        )
+    except PermissionDenied as exc:
+        messages.error(request, f"Password not reset: {exc}.")
+        return _after(request)
     messages.success(
         request, f"{target.get_username()}'s password no longer works; send them the link."
     )

@@ -159,6 +159,78 @@ def test_last_admin_cannot_be_demoted_or_deactivated(accounts: dict[str, Any]) -
         services.set_role(second, second, "viewer")
 
 
+def test_an_admin_cannot_take_over_an_account_of_the_django_admin(
+    accounts: dict[str, Any], django_user_model: Any
+) -> None:
+    """A dashboard admin who is not a superuser must not reach the Django admin by resetting
+    a superuser's or a staff account's password (and so using its one-time link), nor lock
+    such an account out or change its role: those accounts are left to superusers."""
+    ada = accounts["admin"]
+    root = django_user_model.objects.create_superuser("root", password="root-pass-1")
+    sam = make_user("sam", "operator")
+    sam.is_staff = True
+    sam.save()
+    admin = client_for(ada)
+
+    page = admin.get("/users/").content.decode()
+    for target in (root, sam):
+        for action in ("password", "deactivate", "role"):
+            assert f"/users/{target.pk}/{action}/" not in page
+    assert f"/users/{accounts['operator'].pk}/password/" in page  # others keep their buttons
+
+    for target in (root, sam):
+        reset = admin.post(f"/users/{target.pk}/password/", follow=True).content.decode()
+        assert "only a superuser can change it" in reset
+        assert "One-time set-password link" not in reset
+        admin.post(f"/users/{target.pk}/deactivate/")
+        admin.post(f"/users/{target.pk}/role/", {"role": "viewer"})
+        target.refresh_from_db()
+        assert target.is_active and target.has_usable_password()
+    assert root.check_password("root-pass-1")
+    assert roles.role_of(get_user_model().objects.get(pk=sam.pk)) == "operator"
+    sam.is_active = False
+    sam.save()
+    admin.post(f"/users/{sam.pk}/reactivate/")
+    sam.refresh_from_db()
+    assert not sam.is_active
+    sam.is_active = True
+    sam.save()
+
+    denied = list(
+        AuditEntry.objects.filter(outcome="denied").values_list("action", "details__target")
+    )
+    assert sorted(denied) == sorted(
+        [
+            (action, name)
+            for name in ("root", "sam")
+            for action in ("password_reset", "user_deactivate", "user_role")
+        ]
+        + [("user_reactivate", "sam")]
+    )
+    assert not AuditEntry.objects.exclude(outcome="denied").exclude(action="login_success")
+
+    # The service refuses too, whoever calls it; a superuser may change those accounts.
+    with pytest.raises(services.ProtectedAccountError):
+        services.reset_password(ada, root)
+    assert services.reset_password(root, sam).startswith("/accounts/reset/")
+    services.deactivate_user(root, sam)
+    sam.refresh_from_db()
+    assert not sam.is_active and not sam.has_usable_password()
+
+
+def test_a_taken_username_is_invalid_input_with_no_audit_row(accounts: dict[str, Any]) -> None:
+    admin = client_for(accounts["admin"])
+    response = admin.post("/users/new/", {"username": "VERA", "email": "", "role": "viewer"})
+    assert response.status_code == 200
+    assert "a user named &#x27;VERA&#x27; already exists" in response.content.decode()
+    assert get_user_model().objects.filter(username__iexact="vera").count() == 1
+    assert not AuditEntry.objects.exclude(action="login_success").exists()
+    with pytest.raises(ValueError, match="already exists"):  # the service's own check
+        services.create_user(accounts["admin"], username="Vera", email="", role="viewer")
+    rows = AuditEntry.objects.exclude(action="login_success").values_list("action", "outcome")
+    assert list(rows) == [("user_create", "error")]
+
+
 def test_no_role_gets_a_clear_403_page(accounts: dict[str, Any], store: Any) -> None:
     response = client_for(accounts["norole"]).get("/s/default/")
     assert response.status_code == 403
