@@ -90,7 +90,11 @@ _VERSION_COLUMNS = (
     "v.state_id, v.version, v.created_at, {payload}, v.size_bytes, v.original_size, "
     "v.compression, v.checksum, v.tags, v.ttl_seconds, s.expires_at, v.metadata, v.write_id"
 )
-_COLS = _VERSION_COLUMNS.format(payload="v.payload")
+# Payloads are read as BLOB whatever their stored type: a payload that something outside the
+# store rewrote as TEXT then reaches the codec, which reports it as corrupt, instead of
+# failing to decode as UTF-8 in the driver (which would read as an unavailable store).
+_COLS = _VERSION_COLUMNS.format(payload="CAST(v.payload AS BLOB)")
+_CHECKPOINT_COLS = "checkpoint_id, state_id, created_at, CAST(payload AS BLOB), checksum, metadata"
 _COLS_NO_PAYLOAD = _VERSION_COLUMNS.format(payload="X''")
 _LIVE = "(s.expires_at IS NULL OR s.expires_at > :now)"
 
@@ -488,12 +492,15 @@ class SQLiteStatePersistence(StatePersistence):
             )
 
     def _get_checkpoint(self, checkpoint_id: str) -> CheckpointRow | None:
-        rows = self._query("SELECT * FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
+        rows = self._query(
+            f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,)
+        )
         return CheckpointRow(*rows[0]) if rows else None
 
     def _list_checkpoints(self, state_id: str) -> list[CheckpointRow]:
         rows = self._query(
-            "SELECT * FROM checkpoints WHERE state_id = ? ORDER BY created_at", (state_id,)
+            f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE state_id = ? ORDER BY created_at",
+            (state_id,),
         )
         return [CheckpointRow(*r) for r in rows]
 

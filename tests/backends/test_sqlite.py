@@ -1,11 +1,14 @@
-"""What only the SQLite backend has: its schema migrations on an existing file."""
+"""What only the SQLite backend has: its schema migrations on an existing file, and payloads
+that something outside the store rewrote with another SQLite type."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from persistence import connect
+import pytest
+
+from persistence import StateIntegrityError, connect
 from persistence.backends.sqlite import MIGRATIONS
 from persistence.types import to_micros
 from tests.conftest import FakeClock
@@ -54,3 +57,28 @@ def test_a_file_from_before_rounded_write_times_is_upgraded_and_pages_by_time(
         assert len(times) == len(ids)
         assert times == [to_micros(t) for t in times], table
     raw.close()
+
+
+@pytest.mark.parametrize("text", [b"\xff\xfe not UTF-8", b"plain text"])
+def test_a_payload_rewritten_as_text_is_reported_corrupt(tmp_path: Path, text: bytes) -> None:
+    """TEXT where a frame should be is corruption (StateIntegrityError), not an unavailable
+    store: the driver would otherwise fail to decode it before the codec could check it."""
+    path = tmp_path / "s.db"
+    store = connect(f"sqlite:///{path}")
+    store.save_with_metadata({"step": 1}, "run")
+    store.save_with_metadata({"step": 2}, "run")
+    checkpoint = store.create_checkpoint("run", {"step": 0})
+    raw = sqlite3.connect(path)
+    with raw:
+        raw.execute("UPDATE versions SET payload = CAST(? AS TEXT) WHERE version = 2", (text,))
+        raw.execute("UPDATE checkpoints SET payload = CAST(? AS TEXT)", (text,))
+        assert raw.execute("SELECT typeof(payload) FROM checkpoints").fetchone() == ("text",)
+    raw.close()
+    with pytest.raises(StateIntegrityError, match="version 2 is corrupt"):
+        store.load_with_metadata("run")
+    with pytest.raises(StateIntegrityError):
+        store.rollback("run", 2)
+    with pytest.raises(StateIntegrityError):
+        store.restore_checkpoint(checkpoint)
+    loaded = store.load_with_metadata("run", version=1)
+    assert loaded is not None and loaded[0] == {"step": 1}  # the rest of the store still reads
