@@ -38,6 +38,7 @@ import orjson
 from persistence import codec
 from persistence import validation as check
 from persistence.errors import (
+    BackendUnavailableError,
     StateIntegrityError,
     StateNotFoundError,
     VersionPrunedError,
@@ -613,7 +614,14 @@ class StatePersistence(ABC):
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:  # noqa: B027 - optional hook: the memory store has nothing to close
-        """Release connections; the store cannot be used afterwards."""
+        """Release connections. Afterwards every call of a store with connections (SQLite,
+        Redis, PostgreSQL) raises BackendUnavailableError saying it was closed; the memory
+        store has nothing to release and stays usable."""
+
+    def _closed_error(self) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"this store ({self.describe()}) was closed; open another with connect()"
+        )
 
     def __enter__(self) -> StatePersistence:
         return self

@@ -220,6 +220,8 @@ class PostgresStatePersistence(StatePersistence):
         that is down: the pool would keep retrying in the background and each call would
         wait the whole timeout. After a second without a connection, a ping (as pg_isready's:
         no login) tells a busy pool (wait on) from a server that does not answer (fail now)."""
+        if self._pool.closed:
+            raise self._closed_error()
         try:
             return self._pool.getconn(timeout=min(1.0, self._pool_timeout))
         except PoolTimeout:

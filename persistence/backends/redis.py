@@ -172,6 +172,7 @@ class RedisStatePersistence(StatePersistence):
                 f"(got {namespace!r})"
             )
         self.namespace = namespace
+        self._closed = False
         self._global = f"{namespace}:{{_}}:"
         self._url = _redact(redis_url)
         # Frames are bytes: whatever the caller asks for, replies must not be decoded.
@@ -215,6 +216,8 @@ class RedisStatePersistence(StatePersistence):
 
     def _send(self, command: tuple[Any, ...], *, script: str = "", write: bool = False) -> Any:
         """One command, one round trip, driver errors translated."""
+        if self._closed:
+            raise self._closed_error()
         try:
             io = self._idle.get()
         except RedisError as exc:  # nothing was sent: the server is just unreachable
@@ -239,6 +242,8 @@ class RedisStatePersistence(StatePersistence):
 
     def _pooled(self) -> redis.Redis:
         """The redis-py client, for calls that need its reply parsing or pipelines."""
+        if self._closed:
+            raise self._closed_error()
         self._idle.release_all()
         return self._client
 
@@ -523,6 +528,8 @@ class RedisStatePersistence(StatePersistence):
     # -- lifecycle
 
     def close(self) -> None:
+        # redis-py would reconnect on the next call: the flag makes a closed store refuse it.
+        self._closed = True
         self._idle.release_all()
         self._pool.disconnect()
 

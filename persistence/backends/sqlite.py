@@ -165,7 +165,7 @@ class SQLiteStatePersistence(StatePersistence):
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
-            raise BackendUnavailableError(f"store {self.path} is closed")
+            raise self._closed_error()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         # A connection must not cross a fork: the child opens its own.
         if conn is None or self._local.pid != os.getpid():

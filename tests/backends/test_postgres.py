@@ -25,7 +25,6 @@ import pytest
 from persistence import (
     BackendUnavailableError,
     OutcomeUnknownError,
-    StatePersistence,
     VersionConflictError,
     VersionPrunedError,
     connect,
@@ -617,14 +616,6 @@ def test_describe_hides_the_password_and_stats_show_the_server(make_store: Facto
     assert info["server_version"] and info["database_size"] > 0
     assert set(info["table_sizes"]) == {"states", "versions", "checkpoints"}
     assert info["pool"]["pool_max"] == 10 and info["connections"] >= 1
-
-
-@on_postgres
-def test_a_closed_store_raises_backend_unavailable(make_store: Factory) -> None:
-    store: StatePersistence = make_store()
-    store.close()
-    with pytest.raises(BackendUnavailableError):
-        store.load_with_metadata("s")
 
 
 # The latest version's figures that states repeats (migration 2); they must always agree.

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from persistence import (
+    BackendUnavailableError,
     CompressionType,
     StateIntegrityError,
     StateMetadata,
@@ -773,3 +774,32 @@ def test_a_reopened_store_sees_what_was_saved(make_store) -> None:
     loaded = second.load_with_metadata("durable")
     assert loaded is not None and loaded[0] == {"v": 1}
     assert second.save_with_metadata({"v": 2}, "durable").version == 2
+
+
+@pytest.mark.parametrize("backend", DURABLE)
+def test_a_closed_store_refuses_every_call_and_says_so(make_store) -> None:
+    """Using a store after close() is a mistake to report at once, alike on every backend
+    with connections (redis-py would otherwise quietly reconnect); the data is untouched."""
+    store = make_store()
+    store.save_with_metadata({"v": 1}, "kept", tags=["t"])
+    with store:  # the context manager closes it too
+        pass
+    store.close()  # closing again is harmless
+    calls = {
+        "save": lambda: store.save_with_metadata({"v": 2}, "kept"),
+        "save_many": lambda: store.save_many([{"state_id": "other", "state": {}}]),
+        "load": lambda: store.load_with_metadata("kept"),
+        "load_many": lambda: store.load_many(["kept"]),
+        "list_versions": lambda: store.list_versions("kept"),
+        "page_states": lambda: store.page_states(),
+        "search_by_tags": lambda: store.search_by_tags(["t"]),
+        "count_states": lambda: store.count_states(),
+        "delete_state": lambda: store.delete_state("kept"),
+        "get_stats": lambda: store.get_stats(),
+    }
+    for name, call in calls.items():
+        with pytest.raises(BackendUnavailableError, match="was closed") as raised:
+            call()
+        assert "open another with connect()" in str(raised.value), name
+    loaded = make_store().load_with_metadata("kept")
+    assert loaded is not None and loaded[0] == {"v": 1}
