@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import socket
 from typing import Any
 
 import pytest
@@ -52,6 +54,35 @@ def test_command_refuses_unknown_store_and_bad_limits(mem: StatePersistence) -> 
         run("purge_expired", "--store", "nope")
     with pytest.raises(CommandError, match="--limit"):
         run("purge_expired", "--limit", "0")
+    with pytest.raises(CommandError, match="--max-versions must be at least 1"):
+        run("prune_versions", "--max-versions", "0")
+    assert not WorkerRun.objects.exists()  # refused before any run was started
+
+
+def test_rundashboard_refuses_a_busy_port_before_setting_anything_up(
+    django_user_model: Any,
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(CommandError, match=re.escape("STATEHUB_ADDR=127.0.0.1:8001 make run")):
+            run("rundashboard", f"127.0.0.1:{port}", "--no-demo")
+    assert not django_user_model.objects.exists()  # no admin created, no worker started
+    with pytest.raises(CommandError, match="not a port"):
+        run("rundashboard", "127.0.0.1:http")
+
+
+def test_rundashboard_refuses_a_weak_admin_password(
+    monkeypatch: pytest.MonkeyPatch, django_user_model: Any
+) -> None:
+    monkeypatch.setenv("STATEHUB_ADMIN_PASSWORD", "x")
+    with socket.socket() as probe:  # a port free now (the command stops before serving)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(CommandError, match=r"STATEHUB_ADMIN_PASSWORD is refused: .*too short"):
+        run("rundashboard", f"127.0.0.1:{port}", "--no-demo", "--no-worker")
+    assert not django_user_model.objects.exists()
 
 
 def test_command_fails_when_a_run_fails(settings: Any, tmp_path) -> None:

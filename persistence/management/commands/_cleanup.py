@@ -49,6 +49,8 @@ class CleanupCommand(BaseCommand):
             raise CommandError("--limit must be at least 1")
         if options["time_limit"] is not None and options["time_limit"] < 0:
             raise CommandError("--time-limit must be 0 (no limit) or more")
+        if options.get("max_versions") is not None and options["max_versions"] < 1:
+            raise CommandError("--max-versions must be at least 1")
         progress = options["verbosity"] >= 2 or self.stdout.isatty()
         failed = []
         for name in names:

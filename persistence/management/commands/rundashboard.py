@@ -7,15 +7,17 @@ import ctypes
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from persistence import conf, demo
 
@@ -31,6 +33,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="do not seed demo data")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Before anything is set up or printed: a busy port must not leave a worker running
+        # and a URL on screen that leads to someone else's server.
+        _check_free(options["addrport"])
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
         login = self._ensure_admin()
@@ -63,6 +68,13 @@ class Command(BaseCommand):
             return "your existing admin account"
         generated = password is None
         password = password or secrets.token_urlsafe(12)
+        candidate = User(username=username)
+        try:  # the rules every other password of the dashboard must meet
+            password_validation.validate_password(password, candidate)
+        except ValidationError as exc:
+            raise CommandError(
+                "STATEHUB_ADMIN_PASSWORD is refused: " + " ".join(exc.messages)
+            ) from exc
         User.objects.create_superuser(username=username, email="", password=password)
         shown = f"password {password}" + (" (generated; shown only this once)" if generated else "")
         return f"{username!r}, {shown}"
@@ -103,6 +115,25 @@ class Command(BaseCommand):
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return worker
+
+
+def _check_free(addrport: str) -> None:
+    """CommandError unless ``addrport`` (``port``, ``host:port`` or ``[v6]:port``, as runserver
+    takes it) can be listened on now."""
+    host, _, port = addrport.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"{addrport!r} is not a port or host:port (e.g. 127.0.0.1:8001)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as runserver binds
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); another server may hold it. "
+                f"Pick another address: STATEHUB_ADDR=127.0.0.1:8001 make run"
+            ) from exc
 
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
