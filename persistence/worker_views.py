@@ -42,8 +42,7 @@ def workers(request: HttpRequest) -> HttpResponse:
 
     context = {
         **_runs_context(request.GET),
-        "schedule": worker_status.schedule(app.conf.beat_schedule or {}),
-        "store_tasks": worker_status.store_tasks(),
+        **_schedule_context(),
         "broker": str(app.conf.broker_url).split("://", 1)[0],
     }
     if request.GET.get("online"):  # without JavaScript: ask the workers while rendering
@@ -54,8 +53,9 @@ def workers(request: HttpRequest) -> HttpResponse:
 @require_GET
 @require_role("viewer")
 def worker_runs(request: HttpRequest) -> HttpResponse:
-    """The runs table; it carries the polling trigger only while there is something to wait for."""
-    return _render(request, "runs", _runs_context(request.GET))
+    """The runs table; it carries the polling trigger only while there is something to wait for.
+    The schedule's "Last run" column comes along (swapped out of band) to stay in step."""
+    return _render(request, "runs", {**_runs_context(request.GET), **_schedule_context(oob=True)})
 
 
 @require_GET
@@ -88,7 +88,18 @@ def run_now(request: HttpRequest) -> HttpResponse:
     if not getattr(request, "htmx", False):
         return redirect("persistence:workers")
     until = worker_status.poll_deadline(timezone.now())
-    return _render(request, "runs", _runs_context({"wait": wait, "until": str(until)}))
+    context = _runs_context({"wait": wait, "until": str(until)})
+    return _render(request, "runs", {**context, **_schedule_context(oob=True)})
+
+
+def _schedule_context(*, oob: bool = False) -> dict[str, Any]:
+    from statehub.celery import app
+
+    return {
+        "schedule": worker_status.schedule(app.conf.beat_schedule or {}),
+        "store_tasks": worker_status.store_tasks(),
+        "oob_schedule": oob,
+    }
 
 
 def _runs_context(params: Any) -> dict[str, Any]:

@@ -61,6 +61,20 @@ def test_runs_partial_polls_while_a_run_is_going_and_stops_after(client: Client)
     assert 'hx-trigger="every 2s"' not in done and ">12<" in done
 
 
+def test_the_schedule_follows_the_runs_without_a_reload(client: Client) -> None:
+    """Each runs fragment carries the schedule table out of band, so its "Last run" column
+    changes with the runs table instead of saying "never" until the page is reloaded."""
+    assert "never" in client.get("/workers/").content.decode()
+    WorkerRun.objects.create(store="mem", task="prune_versions", trigger="manual", outcome="ok")
+    fragment = client.get("/workers/runs/", **HX).content.decode()
+    schedule = fragment[fragment.index('<section id="schedule"') :]
+    assert schedule.startswith('<section id="schedule" class="card table-card"')
+    assert 'hx-swap-oob="true"' in schedule.split(">", 1)[0]
+    prune_row = schedule[schedule.index("prune_versions") :].split("</tr>", 1)[0]
+    assert "badge-ok" in prune_row and "never" not in prune_row
+    assert "hx-swap-oob" not in client.get("/workers/").content.decode()  # not on the page
+
+
 def test_get_never_runs_anything(client: Client) -> None:
     assert client.get("/workers/run/").status_code == 405
 
