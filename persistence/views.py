@@ -162,6 +162,7 @@ def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         "state_id": state_id,
         "timeline": selectors.timeline(view.versions, _int(request.GET.get("page"), 1) or 1),
         "audit_trail": selectors.audit_trail(hub.name, state_id),
+        "now": selectors.store_now(hub.store),
     }
     if view.data is not None and view.tree_too_large:
         context["pretty"], context["pretty_cut"] = selectors.pretty_text(view.data)
@@ -242,9 +243,16 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
             )
             return _done(request, _state_url(hub, state_id))
     target = _int(request.POST.get("version") or request.GET.get("to"))
-    if target is None or target not in {v.version for v in versions}:
+    if target is None:
         return not_found(
-            request, hub, f"State “{state_id}” has no version {target or '?'} to roll back to."
+            request,
+            hub,
+            f"Say which version of “{state_id}” to roll back to (?to=N): pick it in the "
+            f"state's version timeline.",
+        )
+    if target not in {v.version for v in versions}:
+        return not_found(
+            request, hub, f"State “{state_id}” has no version {target} to roll back to."
         )
     context: dict[str, Any] = {
         "hub": hub,

@@ -183,6 +183,8 @@ def test_state_page_shows_metadata_tree_and_timeline(
     assert 'class="j-key"' in html and "&quot;bye&quot;" in html
     assert 'id="timeline"' in html and html.count("data-row") >= 3
     assert url("download", "run-1") in html
+    assert "· 3 versions kept" in html and "(just now)" in html
+    assert "no actions on this state yet" in html
 
 
 def test_state_at_an_older_version(client: Client, store: StatePersistence) -> None:
@@ -349,6 +351,18 @@ def test_rollback_to_a_missing_version_is_404(client: Client, store: StatePersis
     seed(store)
     assert client.get(url("rollback", "run-1"), {"to": 9}).status_code == 404
     assert client.post(url("rollback", "nope"), {"version": 1}).status_code == 404
+    unnamed = client.get(url("rollback", "run-1"))
+    assert unnamed.status_code == 404 and "Say which version" in unnamed.content.decode()
+
+
+def test_rollback_to_a_corrupt_version_offers_no_button(
+    client: Client, store: StatePersistence
+) -> None:
+    seed(store)
+    corrupt(store, "run-1", 1)
+    html = client.get(url("rollback", "run-1"), {"to": 1}).content.decode()
+    assert "failed its integrity check, so it cannot be rolled back to" in html
+    assert "Roll back to v1</button>" not in html
 
 
 def test_delete_version(client: Client, store: StatePersistence) -> None:

@@ -103,6 +103,7 @@ def test_admin_manages_users(accounts: dict[str, Any]) -> None:
     # The link sets the password once.
     anonymous = client_for(None)
     form_url = anonymous.get(link)["Location"]
+    assert '<strong class="mono">newbie</strong>' in anonymous.get(form_url).content.decode()
     new_password = "a-Long-new-pass-913"
     done = anonymous.post(form_url, {"new_password1": new_password, "new_password2": new_password})
     assert done.status_code == 302
@@ -177,6 +178,7 @@ def test_an_admin_cannot_take_over_an_account_of_the_django_admin(
         for action in ("password", "deactivate", "role"):
             assert f"/users/{target.pk}/{action}/" not in page
     assert f"/users/{accounts['operator'].pk}/password/" in page  # others keep their buttons
+    assert f"/users/{ada.pk}/password/" not in page and "/password_change/" in page  # own row
 
     for target in (root, sam):
         reset = admin.post(f"/users/{target.pk}/password/", follow=True).content.decode()
