@@ -88,7 +88,8 @@ class UserCreateForm(forms.Form):
     def clean_username(self) -> str:
         # A taken name is invalid input, refused before anything is attempted (and audited);
         # the service checks again, inside its audit, for a name taken in between.
-        name: str = self.cleaned_data["username"]
+        # Compared as it will be stored (NFKC): fullwidth letters are saved as ASCII ones.
+        name: str = get_user_model().normalize_username(self.cleaned_data["username"])
         if get_user_model().objects.filter(username__iexact=name).exists():
             raise forms.ValidationError(f"a user named {name!r} already exists")
         return name

@@ -12,9 +12,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils.encoding import force_bytes
@@ -23,6 +22,7 @@ from django.utils.http import urlsafe_base64_encode
 from persistence import conf, roles
 from persistence.audit import Action, audited
 from persistence.store import StatePersistence
+from persistence.tokens import set_password_tokens
 from persistence.types import StateMetadata
 
 
@@ -132,12 +132,13 @@ def _keeps_an_admin(target: Any) -> None:
 
 
 def set_password_path(target: Any) -> str:
-    """The one-time set-password link of ``target`` (Django's password-reset token).
+    """The one-time set-password link of ``target`` (persistence.tokens).
 
     The token is bound to the current password hash and last login, so it stops working once
-    used, and after PASSWORD_RESET_TIMEOUT seconds."""
+    used, and after PASSWORD_RESET_TIMEOUT seconds; and to the account's staff, superuser and
+    active flags, so a promotion voids it."""
     uid = urlsafe_base64_encode(force_bytes(target.pk))
-    token = default_token_generator.make_token(target)
+    token = set_password_tokens.make_token(target)
     return reverse("password_reset_confirm", args=[uid, token])
 
 
@@ -151,17 +152,20 @@ def create_user(
     user: Any, *, username: str, email: str, role: roles.Role, reason: str = ""
 ) -> tuple[Any, str]:
     """A new active account with ``role`` and no usable password; returns it and its link."""
-    details_in = {"target": username, "role": role}
+    model = get_user_model()
+    username = model.normalize_username(username)  # as it will be stored (NFKC)
     with audited(Action.USER_CREATE, user, "admin", reason=reason) as details:
-        details.update(details_in)
-        model = get_user_model()
+        details.update(target=username, role=role)
         if model.objects.filter(username__iexact=username).exists():
             raise ValueError(f"a user named {username!r} already exists")
-        with transaction.atomic():
-            target = model.objects.create_user(username=username, email=email)
-            target.set_unusable_password()
-            target.save(update_fields=["password"])
-            _set_group(target, role)
+        try:
+            with transaction.atomic():
+                target = model.objects.create_user(username=username, email=email)
+                target.set_unusable_password()
+                target.save(update_fields=["password"])
+                _set_group(target, role)
+        except IntegrityError as exc:  # taken in between by another request
+            raise ValueError(f"a user named {username!r} already exists") from exc
         details["target_id"] = target.pk
     return target, set_password_path(target)
 

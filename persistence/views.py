@@ -261,6 +261,12 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         "target": target,
         "latest": versions[-1],
     }
+    # The target is read on its own (the diff may be cached, or fail on a corrupt latest
+    # version, which is exactly when rolling back matters): only a corrupt target hides the button.
+    try:
+        hub.store.load_with_metadata(state_id, target)
+    except StateIntegrityError as exc:
+        context["target_corrupt"] = str(exc)
     try:
         context["diff"] = selectors.version_diff(hub.store, versions, versions[-1].version, target)
     except StateIntegrityError as exc:

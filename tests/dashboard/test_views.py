@@ -359,10 +359,23 @@ def test_rollback_to_a_corrupt_version_offers_no_button(
     client: Client, store: StatePersistence
 ) -> None:
     seed(store)
+    client.get(url("rollback", "run-1"), {"to": 1})  # its diff is now cached
     corrupt(store, "run-1", 1)
     html = client.get(url("rollback", "run-1"), {"to": 1}).content.decode()
     assert "failed its integrity check, so it cannot be rolled back to" in html
     assert "Roll back to v1</button>" not in html
+
+
+def test_rolling_back_away_from_a_corrupt_latest_version_is_offered(
+    client: Client, store: StatePersistence
+) -> None:
+    seed(store)
+    corrupt(store, "run-1", 3)
+    html = client.get(url("rollback", "run-1"), {"to": 1}).content.decode()
+    assert "a version is corrupt" in html  # the diff cannot be shown
+    assert "Roll back to v1</button>" in html and "cannot be rolled back to" not in html
+    assert client.post(url("rollback", "run-1"), {"version": 1}).status_code == 302
+    assert store.list_versions("run-1")[-1].version == 4
 
 
 def test_delete_version(client: Client, store: StatePersistence) -> None:

@@ -15,6 +15,7 @@ from tests.security.conftest import STATE_ID, client_for, make_user
 
 pytestmark = pytest.mark.django_db
 STATE_URL = "/s/default/state/agent/one%20x"
+FULLWIDTH_ROOT = "\uff32\uff2f\uff2f\uff34"  # a look-alike of "ROOT"
 
 
 def test_role_of(accounts: dict[str, Any], django_user_model: Any) -> None:
@@ -218,6 +219,43 @@ def test_an_admin_cannot_take_over_an_account_of_the_django_admin(
     services.deactivate_user(root, sam)
     sam.refresh_from_db()
     assert not sam.is_active and not sam.has_usable_password()
+
+
+@pytest.mark.parametrize("promotion", ["is_staff", "is_superuser"])
+def test_a_set_password_link_dies_when_its_account_is_promoted(
+    accounts: dict[str, Any], promotion: str
+) -> None:
+    """An admin may hand out links only for plain accounts; a link issued before the account
+    became staff or superuser must not take it over afterwards."""
+    html = (
+        client_for(accounts["admin"])
+        .post("/users/new/", {"username": "bob", "email": "", "role": "viewer"})
+        .content.decode()
+    )
+    link = html.split('readonly value="', 1)[1].split('"', 1)[0].replace("http://testserver", "")
+    bob = get_user_model().objects.get(username="bob")
+    setattr(bob, promotion, True)  # what a superuser might do in the Django admin
+    bob.save()
+    anonymous = client_for(None)
+    page = anonymous.get(link, follow=True).content.decode()
+    assert "This link no longer works" in page
+    bob.refresh_from_db()
+    assert not bob.has_usable_password()
+
+
+def test_a_look_alike_of_a_taken_username_is_refused(
+    accounts: dict[str, Any], django_user_model: Any
+) -> None:
+    """Names are compared as they are stored (NFKC): fullwidth "ROOT" would be saved as "ROOT"."""
+    django_user_model.objects.create_superuser("root", password="root-pass-1")
+    admin = client_for(accounts["admin"])
+    for name in (FULLWIDTH_ROOT, FULLWIDTH_ROOT.lower()):
+        response = admin.post("/users/new/", {"username": name, "email": "", "role": "viewer"})
+        assert response.status_code == 200 and "already exists" in response.content.decode()
+    assert django_user_model.objects.filter(username__iexact="root").count() == 1
+    with pytest.raises(ValueError, match="'ROOT' already exists"):
+        services.create_user(accounts["admin"], username=FULLWIDTH_ROOT, email="", role="viewer")
+    assert AuditEntry.objects.get(action="user_create").details["target"] == "ROOT"
 
 
 def test_a_taken_username_is_invalid_input_with_no_audit_row(accounts: dict[str, Any]) -> None:

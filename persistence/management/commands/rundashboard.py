@@ -33,8 +33,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="do not seed demo data")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # Before anything is set up or printed: a busy port must not leave a worker running
-        # and a URL on screen that leads to someone else's server.
+        # Before anything is set up or printed, so that a busy port does not start a worker
+        # or print a URL leading to someone else's server (checked again before the worker
+        # starts; a port taken after that makes runserver fail, and the worker stops with us).
         _check_free(options["addrport"])
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
@@ -46,6 +47,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"Seeded {count} demo states into store '{conf.default_store_name()}'."
                 )
+        _check_free(options["addrport"])  # migrating and seeding take a while
         worker = None if options["no_worker"] else self._start_worker()
         self.stdout.write(
             self.style.SUCCESS(f"\nstatehub dashboard: http://{options['addrport']}/")
