@@ -7,6 +7,8 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
+from persistence import validation as check
+
 ORDERS = [
     ("-updated", "Last update, newest first"),
     ("updated", "Last update, oldest first"),
@@ -64,11 +66,11 @@ class ReasonForm(forms.Form):
 
 
 class RollbackForm(ReasonForm):
-    version = forms.IntegerField(min_value=1)
+    version = forms.IntegerField(min_value=1, max_value=check.MAX_VERSION)
 
 
 class DeleteVersionForm(ReasonForm):
-    version = forms.IntegerField(min_value=1)
+    version = forms.IntegerField(min_value=1, max_value=check.MAX_VERSION)
 
 
 ROLE_CHOICES = [("viewer", "viewer"), ("operator", "operator"), ("admin", "admin")]

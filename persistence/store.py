@@ -218,6 +218,10 @@ class StatePersistence(ABC):
         ``metadata``, ``write_id``). Items are applied in order.
         """
         with self.op_stats.timed("save_many"):
+            if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+                raise TypeError(
+                    f"items must be an iterable of mappings, not {type(items).__name__}"
+                )
             requests = [self._request_from_item(item, i) for i, item in enumerate(items)]
             if not requests:
                 return []
@@ -268,12 +272,7 @@ class StatePersistence(ABC):
         if not isinstance(state, dict):
             raise TypeError(f"{field}state must be a dict, not {type(state).__name__}")
         encoded = self._encode(state, f"{field}state")
-        meta_json = codec.dumps(meta, field=f"{field}metadata") if meta else b"{}"
-        if len(meta_json) > check.MAX_METADATA_BYTES:
-            raise ValueError(
-                f"{field}metadata is {len(meta_json)} bytes as JSON, "
-                f"over the limit of {check.MAX_METADATA_BYTES}"
-            )
+        meta_json = _metadata_json(meta, f"{field}metadata")
         # Write times are kept at whole microseconds, the precision of the datetimes the API
         # returns (and of page cursors); the write itself runs at this same instant, so an
         # expiry never lies further than the TTL from the clock the backend is given.
@@ -401,12 +400,14 @@ class StatePersistence(ABC):
         ``prev_cursor`` as ``before`` for the page before it. Paging is by cursor, never by
         offset or count, so every page costs the same. When fewer than ``limit`` states are
         left before ``before`` (some went since the cursor was made), the first page is given.
+        A cursor not made by a page of this ``order`` (another order's, or altered) raises
+        ValueError, alike on every backend.
         """
         with self.op_stats.timed("page_states"):
             pre = None if prefix is None else check.text(prefix, "prefix", check.MAX_STATE_ID)
             tag_tuple = check.tags(tags)
             how = check.match(match)
-            if order not in _REVERSED_ORDER:
+            if not isinstance(order, str) or order not in _REVERSED_ORDER:
                 raise ValueError(
                     f"order must be 'id', '-id', 'updated' or '-updated' (got {order!r})"
                 )
@@ -418,7 +419,9 @@ class StatePersistence(ABC):
             backward = before is not None
             # The page before a cursor is the page after it in the opposite order, turned round.
             run = _REVERSED_ORDER[order] if backward else order
-            after = _decode_cursor(before if backward else cursor)
+            after = _decode_cursor(
+                before if backward else cursor, run, "before" if backward else "cursor"
+            )
             now = self.clock()
             items = self._page(pre, tag_tuple, how, run, after, size + 1, now)
             more = len(items) > size
@@ -495,6 +498,9 @@ class StatePersistence(ABC):
             target = result.row
             state = self._decode(target)
             merged = {**orjson.loads(target.metadata), **extra, ROLLBACK_KEY: number}
+            # The new version's metadata is the target's merged with the caller's: say so
+            # when that, not what the caller passed alone, is over the limit.
+            _metadata_json(merged, f"metadata (version {number}'s, merged with the given)")
             request = self._request(
                 state, sid, None, target.tags, target.ttl_seconds, merged, write_id
             )
@@ -521,6 +527,7 @@ class StatePersistence(ABC):
                     f"checkpoint_data must be a dict, not {type(checkpoint_data).__name__}"
                 )
             meta = check.mapping(metadata, "metadata")
+            meta_json = _metadata_json(meta, "metadata")  # the same limit as a version's
             encoded = self._encode(checkpoint_data, "checkpoint_data")
             row = CheckpointRow(
                 checkpoint_id=uuid.uuid4().hex,
@@ -528,7 +535,7 @@ class StatePersistence(ABC):
                 created_at=to_micros(self.clock()),
                 frame=encoded.frame,
                 checksum=encoded.checksum,
-                metadata=codec.dumps(meta, field="metadata").decode(),
+                metadata=meta_json.decode(),
             )
             self._put_checkpoint(row)
             return row.checkpoint_id
@@ -772,6 +779,16 @@ class StatePersistence(ABC):
         return {}
 
 
+def _metadata_json(meta: dict[str, Any], field: str) -> bytes:
+    """Caller metadata as JSON, refused past MAX_METADATA_BYTES with ``field`` named."""
+    data = codec.dumps(meta, field=field) if meta else b"{}"
+    if len(data) > check.MAX_METADATA_BYTES:
+        raise ValueError(
+            f"{field} is {len(data)} bytes as JSON, over the limit of {check.MAX_METADATA_BYTES}"
+        )
+    return data
+
+
 _REVERSED_ORDER = {"id": "-id", "-id": "id", "updated": "-updated", "-updated": "updated"}
 
 
@@ -784,15 +801,32 @@ def _encode_cursor(key: Any, state_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([key, state_id])).decode()
 
 
-def _decode_cursor(cursor: str | None) -> tuple[Any, str] | None:
+_MAX_CURSOR_TIME = 1e11  # seconds since 1970, past the year 5000: beyond it, not a write time
+
+
+def _decode_cursor(cursor: Any, order: str, field: str) -> tuple[Any, str] | None:
+    """``(key, state_id)`` of a cursor ``_cursor_of`` made for ``order``. Anything else is a
+    ValueError here, before a backend sees it, so that every backend refuses the same cursors
+    (a tampered one could otherwise reach a driver as a value it cannot bind)."""
     if cursor is None:
         return None
+    if not isinstance(cursor, str):
+        raise TypeError(f"{field} must be a str from a page's cursors, not {type(cursor).__name__}")
+    refused = ValueError(f"{field} is not one this store returned for order={order!r}")
     try:
         key, sid = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        check.state_id(sid, field)
     except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise ValueError(f"cursor is not one this store returned ({cursor!r})") from exc
-    if not isinstance(sid, str) or not isinstance(key, str | int | float):
-        raise ValueError(f"cursor is not one this store returned ({cursor!r})")
+        raise refused from exc
+    if "updated" in order:
+        # A write time: a number (bool is an int to Python, not to a cursor) in a sane range.
+        if isinstance(key, bool) or not isinstance(key, int | float):
+            raise refused
+        if not -_MAX_CURSOR_TIME < key < _MAX_CURSOR_TIME:
+            raise refused
+        return float(key), sid
+    if key != sid:  # an id order's cursor is the id itself
+        raise refused
     return key, sid
 
 

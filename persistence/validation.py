@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MAX_STATE_ID = 256
@@ -46,13 +46,13 @@ def tags(values: Any, field: str = "tags") -> tuple[str, ...]:
     """Tags deduplicated in their given order; None means no tags."""
     if values is None:
         return ()
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
         raise TypeError(f"{field} must be a list of str, not {type(values).__name__}")
     out: dict[str, None] = {}
     for i, tag in enumerate(values):
         out[text(tag, f"{field}[{i}]", MAX_TAG)] = None
         if len(out) > MAX_TAGS:
-            raise ValueError(f"{field}: at most {MAX_TAGS} distinct tags per state")
+            raise ValueError(f"{field}: at most {MAX_TAGS} distinct tags")
     return tuple(out)
 
 

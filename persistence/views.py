@@ -15,7 +15,7 @@ from functools import partial, wraps
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
 from persistence import conf, selectors, services
+from persistence import validation as check
 from persistence.errors import (
     BackendUnavailableError,
     StateIntegrityError,
@@ -83,7 +84,15 @@ def store_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
             except (ImportError, ValueError, TypeError) as exc:
                 # A missing driver or a bad URL in settings: this store cannot open at all.
                 return _store_down(request, store, f"cannot open the store: {exc}")
-            return view(request, hub, *args, **kwargs)
+            if "state_id" in kwargs:
+                try:  # an id no store accepts (a control character, too long) names no state
+                    check.state_id(kwargs["state_id"])
+                except ValueError as exc:
+                    return not_found(request, hub, f"No such state: {exc}.")
+            try:
+                return view(request, hub, *args, **kwargs)
+            except Http404 as exc:  # from _version: a number that cannot be a version
+                return not_found(request, hub, str(exc))
         except (BackendUnavailableError, ConnectionError, TimeoutError) as exc:
             return _store_down(request, store, str(exc) or type(exc).__name__)
 
@@ -96,6 +105,20 @@ def _store_down(request: HttpRequest, name: str, error: str) -> HttpResponse:
     )
     response["X-Statehub-Message"] = f"Store '{name}' is unavailable"
     return response
+
+
+def _version(value: str | None) -> int | None:
+    """A version number from the request: None when not given (the latest); Http404 when it
+    cannot be a version, rather than quietly showing the latest one."""
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= check.MAX_VERSION:
+        raise Http404(f"“{value[:40]}” is not a version number.")
+    return number
 
 
 def _int(value: str | None, default: int | None = None) -> int | None:
@@ -134,8 +157,13 @@ def states(request: HttpRequest, hub: Hub) -> HttpResponse:
         result = selectors.state_page(hub.store, **query)  # type: ignore[arg-type]
     except ValueError as exc:
         messages.error(request, f"Bad filter: {exc}")
-        query["cursor"] = query["before"] = None
-        result = selectors.state_page(hub.store, **{**query, "tags": []})  # type: ignore[arg-type]
+        # The first page without the cursor; if the filter itself was refused, without it too.
+        query.update(cursor=None, before=None)
+        try:
+            result = selectors.state_page(hub.store, **query)  # type: ignore[arg-type]
+        except ValueError:
+            query.update(prefix=None, tags=[])
+            result = selectors.state_page(hub.store, **query)  # type: ignore[arg-type]
     context = {
         "hub": hub,
         "page": result,
@@ -151,7 +179,7 @@ def states(request: HttpRequest, hub: Hub) -> HttpResponse:
 @require_role("viewer")
 @store_view
 def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
-    view = selectors.state_view(hub.store, state_id, _int(request.GET.get("v")))
+    view = selectors.state_view(hub.store, state_id, _version(request.GET.get("v")))
     if view is None:
         return not_found(
             request, hub, f"State “{state_id}” does not exist, has expired, or has no such version."
@@ -174,7 +202,7 @@ def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 @store_view
 def state_download(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     try:
-        found = selectors.state_json(hub.store, state_id, _int(request.GET.get("v")))
+        found = selectors.state_json(hub.store, state_id, _version(request.GET.get("v")))
     except StateIntegrityError as exc:
         return HttpResponse(f"Corrupt version: {exc}", status=409, content_type="text/plain")
     except VersionPrunedError as exc:
@@ -242,7 +270,7 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
                 request, f"Rolled back to version {target}: new version {meta.version} written."
             )
             return _done(request, _state_url(hub, state_id))
-    target = _int(request.POST.get("version") or request.GET.get("to"))
+    target = _version(request.POST.get("version") or request.GET.get("to"))
     if target is None:
         return not_found(
             request,
@@ -279,7 +307,7 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 @store_view
 def delete_version(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     versions = hub.store.list_versions(state_id)
-    number = _int(request.POST.get("version") or request.GET.get("v"))
+    number = _version(request.POST.get("version") or request.GET.get("v"))
     meta = next((v for v in versions if v.version == number), None)
     if meta is None:
         return not_found(request, hub, f"State “{state_id}” has no version {number or '?'}.")

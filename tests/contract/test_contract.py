@@ -6,8 +6,10 @@ a fake clock (``clock.advance(seconds)`` moves time for TTLs).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -417,8 +419,44 @@ def test_page_states_refuses_cursor_and_before_together(store: StatePersistence)
     cursor = store.page_states(limit=1).next_cursor
     with pytest.raises(ValueError, match="not both"):
         store.page_states(cursor=cursor, before=cursor, limit=1)
-    with pytest.raises(ValueError, match="cursor"):
+    with pytest.raises(ValueError, match="before is not one this store returned"):
         store.page_states(before="not-a-cursor")
+
+
+def _forged(key: Any, state_id: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([key, state_id])).decode()
+
+
+@pytest.mark.parametrize(
+    ("order", "cursor"),
+    [
+        ("updated", "id cursor"),  # a cursor of another order
+        ("id", "updated cursor"),
+        ("id", _forged("zzz", "a")),  # tampered: an id order's key is its id
+        ("id", _forged("a\x00", "a\x00")),  # no state has such an id
+        ("-updated", _forged(2**63, "a")),  # no write time is that far off
+        ("updated", _forged(True, "a")),
+        ("updated", _forged(1e300, "a")),
+        ("updated", _forged("1.5", "a")),
+        ("id", _forged(["a"], "a")),
+    ],
+)
+def test_a_cursor_that_is_not_this_orders_is_refused_alike_everywhere(
+    store: StatePersistence, order: str, cursor: str
+) -> None:
+    for sid in ("a", "b", "c"):
+        store.save_with_metadata({}, sid)
+    real = {
+        "id cursor": store.page_states(order="id", limit=1).next_cursor,
+        "updated cursor": store.page_states(order="updated", limit=1).next_cursor,
+    }
+    cursor = real.get(cursor, cursor)
+    for where in ("cursor", "before"):
+        with pytest.raises(ValueError, match=f"{where} is not one this store returned"):
+            store.page_states(order=order, **{where: cursor})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cursor must be a str"):
+        store.page_states(cursor=123)  # type: ignore[arg-type]
+    assert [s.state_id for s in store.page_states(order="id").items] == ["a", "b", "c"]
 
 
 def test_page_states_summaries_filters_and_bad_cursor(store: StatePersistence) -> None:
@@ -673,6 +711,7 @@ BAD_CALLS = [
     ("tags", {"tags": ["t" * 129]}, ValueError),
     ("tags", {"tags": [f"t{i}" for i in range(65)]}, ValueError),
     ("tags", {"tags": [1]}, TypeError),
+    ("tags", {"tags": {"a": 1}}, TypeError),  # a mapping is not a list of tags
     ("version", {"version": True}, TypeError),
     ("version", {"version": 0}, ValueError),
     ("version", {"version": -1}, ValueError),
@@ -735,6 +774,18 @@ def test_bad_arguments_of_other_calls_name_the_argument(store: StatePersistence)
         store.create_checkpoint("s", [1, 2])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="state_ids"):
         store.load_many("abc")
+    for items in (None, 5, {"state_id": "s", "state": {}}):
+        with pytest.raises(TypeError, match="items must be an iterable of mappings"):
+            store.save_many(items)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="order must be"):
+        store.page_states(order=["id"])  # type: ignore[arg-type]
+    big = {"x": "y" * 40_000}
+    with pytest.raises(ValueError, match=r"metadata is 80[0-9]+ bytes as JSON, over the limit"):
+        store.create_checkpoint("s", {}, metadata={**big, "z": "w" * 40_000})
+    store.save_with_metadata({}, "s", metadata=big)
+    with pytest.raises(ValueError, match=r"metadata \(version 1's, merged with the given\)"):
+        store.rollback("s", 1, metadata={"z": "w" * 30_000})
+    assert versions_of(store, "s") == [1] and store.list_checkpoints("s") == []
 
 
 def test_hostile_but_valid_ids_and_tags_round_trip(store: StatePersistence) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -523,3 +525,41 @@ def test_store_switcher_with_several_stores(client: Client, configure: Any) -> N
 
 def test_no_switcher_with_one_store(client: Client, store: StatePersistence) -> None:
     assert b"store-switch" not in client.get(url("states")).content
+
+
+@pytest.mark.parametrize(
+    "name", ["state", "download", "diff", "rollback", "delete_version", "delete_state"]
+)
+@pytest.mark.parametrize("bad_id", ["a\x00b", "a\x7f", "x" * 300])
+def test_an_id_no_store_accepts_is_404_on_every_state_page(
+    client: Client, store: StatePersistence, name: str, bad_id: str
+) -> None:
+    seed(store)
+    response = client.get(url(name, bad_id))
+    assert response.status_code == 404 and "No such state" in response.content.decode()
+
+
+@pytest.mark.parametrize("v", ["abc", "0", "-1", "1.5", "99999999999999999999"])
+def test_a_version_that_cannot_exist_is_404_not_the_latest(
+    client: Client, store: StatePersistence, v: str
+) -> None:
+    seed(store)
+    for name in ("state", "download", "delete_version"):
+        response = client.get(url(name, "run-1"), {"v": v})
+        assert response.status_code == 404, (name, v)
+    assert client.get(url("rollback", "run-1"), {"to": v}).status_code == 404
+    huge = client.post(url("rollback", "run-1"), {"version": "99999999999999999999"})
+    assert huge.status_code == 404
+    assert len(store.list_versions("run-1")) == 3  # nothing was written
+
+
+def test_a_refused_filter_or_cursor_shows_the_first_page_with_a_message(
+    client: Client, store: StatePersistence
+) -> None:
+    seed(store)
+    forged = base64.urlsafe_b64encode(orjson.dumps(["zzz", "a"])).decode()
+    for query in ({"q": "\x01x"}, {"order": "updated", "cursor": forged}):
+        response = client.get(url("states"), query)
+        html = response.content.decode()
+        assert response.status_code == 200 and "Bad filter" in html, query
+        assert "run-1" in html
