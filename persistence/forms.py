@@ -66,11 +66,11 @@ class ReasonForm(forms.Form):
 
 
 class RollbackForm(ReasonForm):
-    version = forms.IntegerField(min_value=1, max_value=check.MAX_VERSION)
+    version = forms.IntegerField(min_value=1, max_value=check.MAX_STORED_VERSION)
 
 
 class DeleteVersionForm(ReasonForm):
-    version = forms.IntegerField(min_value=1, max_value=check.MAX_VERSION)
+    version = forms.IntegerField(min_value=1, max_value=check.MAX_STORED_VERSION)
 
 
 ROLE_CHOICES = [("viewer", "viewer"), ("operator", "operator"), ("admin", "admin")]

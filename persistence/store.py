@@ -315,7 +315,7 @@ class StatePersistence(ABC):
         """
         with self.op_stats.timed("load"):
             sid = check.state_id(state_id)
-            number = check.optional_version(version)
+            number = check.optional_stored_version(version)
             result = self._read(sid, number, self.clock())
             if result.row is None:
                 if number is not None and 0 < number < result.pruned_below:
@@ -353,7 +353,7 @@ class StatePersistence(ABC):
     def delete_version(self, state_id: str, version: int) -> bool:
         """Delete one version; True if it existed. Deleting the last version deletes the state."""
         with self.op_stats.timed("delete_version"):
-            return self._delete_version(check.state_id(state_id), check.version(version))
+            return self._delete_version(check.state_id(state_id), check.stored_version(version))
 
     def delete_state(self, state_id: str) -> bool:
         """Delete a state with all its versions and checkpoints; True if it existed."""
@@ -488,7 +488,7 @@ class StatePersistence(ABC):
         """
         with self.op_stats.timed("rollback"):
             sid = check.state_id(state_id)
-            number = check.version(version)
+            number = check.stored_version(version)
             extra = check.mapping(metadata, "metadata")
             result = self._read(sid, number, self.clock())
             if result.row is None:

@@ -10,7 +10,10 @@ MAX_STATE_ID = 256
 MAX_TAG = 128
 MAX_TAGS = 64
 MAX_WRITE_ID = 128
-MAX_VERSION = 2**62
+MAX_VERSION = 2**62  # the largest version a caller may write explicitly
+# The largest a version can become: numbers count up from an explicit MAX_VERSION, and every
+# backend stores a signed 64-bit integer. Reads, deletes and rollbacks accept up to here.
+MAX_STORED_VERSION = 2**63 - 1
 MAX_TTL = 100 * 365 * 24 * 3600  # a century: beyond it a "TTL" is a typo, not a policy
 MAX_METADATA_BYTES = 64 * 1024
 
@@ -66,11 +69,21 @@ def positive_int(value: Any, field: str, maximum: int) -> int:
 
 
 def version(value: Any, field: str = "version") -> int:
+    """A version to write explicitly."""
     return positive_int(value, field, MAX_VERSION)
 
 
 def optional_version(value: Any, field: str = "version") -> int | None:
     return None if value is None else version(value, field)
+
+
+def stored_version(value: Any, field: str = "version") -> int:
+    """A version to read, delete or roll back to: any a store can hold."""
+    return positive_int(value, field, MAX_STORED_VERSION)
+
+
+def optional_stored_version(value: Any, field: str = "version") -> int | None:
+    return None if value is None else stored_version(value, field)
 
 
 def ttl(value: Any, field: str = "ttl_seconds") -> int | None:

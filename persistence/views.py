@@ -116,7 +116,7 @@ def _version(value: str | None) -> int | None:
         number = int(value)
     except ValueError:
         number = 0
-    if not 1 <= number <= check.MAX_VERSION:
+    if not 1 <= number <= check.MAX_STORED_VERSION:
         raise Http404(f"“{value[:40]}” is not a version number.")
     return number
 

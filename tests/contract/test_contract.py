@@ -92,6 +92,28 @@ def test_explicit_version_must_exceed_latest_and_conflict_writes_nothing(
     assert store.save_with_metadata({"v": 6}, "s").version == 6
 
 
+def test_versions_counted_up_past_the_explicit_limit_stay_addressable(
+    store: StatePersistence,
+) -> None:
+    """The largest explicit version is 2**62; the saves after it count on, and every read,
+    delete and rollback must still reach what they wrote."""
+    top = 2**62
+    store.save_with_metadata({"n": 0}, "far", version=top)
+    assert [store.save_with_metadata({"n": n}, "far").version for n in (1, 2)] == [
+        top + 1,
+        top + 2,
+    ]
+    loaded = store.load_with_metadata("far", version=top + 1)
+    assert loaded is not None and loaded[0] == {"n": 1}
+    assert store.rollback("far", top + 1).version == top + 3
+    assert store.delete_version("far", top + 2)
+    assert versions_of(store, "far") == [top, top + 1, top + 3]
+    with pytest.raises(ValueError, match="version must be between 1 and 4611686018427387904"):
+        store.save_with_metadata({}, "far", version=top + 10)  # explicit writes stop at 2**62
+    with pytest.raises(ValueError, match="version"):
+        store.load_with_metadata("far", version=2**63)
+
+
 def test_version_numbers_are_not_reused_after_deleting_the_latest(
     store: StatePersistence,
 ) -> None:
