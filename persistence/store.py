@@ -420,7 +420,7 @@ class StatePersistence(ABC):
             # The page before a cursor is the page after it in the opposite order, turned round.
             run = _REVERSED_ORDER[order] if backward else order
             after = _decode_cursor(
-                before if backward else cursor, run, "before" if backward else "cursor"
+                before if backward else cursor, order, "before" if backward else "cursor"
             )
             now = self.clock()
             items = self._page(pre, tag_tuple, how, run, after, size + 1, now)
