@@ -28,6 +28,7 @@ from django.http import HttpRequest
 
 from persistence import roles
 from persistence.models import AuditEntry
+from persistence.validation import MAX_STORED_VERSION
 
 Action = AuditEntry.Action
 Outcome = AuditEntry.Outcome
@@ -79,7 +80,8 @@ def record(
         outcome=outcome,
         store=str(store)[:200],
         state_id=str(state_id)[:512],
-        version=version if version is None or version >= 0 else None,
+        # Only numbers that can be versions: a crafted POST must not stop its row being written.
+        version=version if version is not None and 0 < version <= MAX_STORED_VERSION else None,
         reason=str(reason)[:2000],
         details=details or {},
     )

@@ -107,7 +107,7 @@ class AuditEntry(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.OK)
     store = models.CharField(max_length=200, blank=True)
     state_id = models.CharField(max_length=512, blank=True)
-    version = models.PositiveIntegerField(null=True, blank=True)
+    version = models.PositiveBigIntegerField(null=True, blank=True)  # any a store can hold
     reason = models.TextField(blank=True)
     details = models.JSONField(default=dict, blank=True)
 

@@ -400,8 +400,8 @@ class StatePersistence(ABC):
         ``prev_cursor`` as ``before`` for the page before it. Paging is by cursor, never by
         offset or count, so every page costs the same. When fewer than ``limit`` states are
         left before ``before`` (some went since the cursor was made), the first page is given.
-        A cursor not made by a page of this ``order`` (another order's, or altered) raises
-        ValueError, alike on every backend.
+        A cursor not made by a page of this kind of order (an id cursor for a time order or the
+        reverse, or one altered) raises ValueError, alike on every backend.
         """
         with self.op_stats.timed("page_states"):
             pre = None if prefix is None else check.text(prefix, "prefix", check.MAX_STATE_ID)
@@ -801,7 +801,8 @@ def _encode_cursor(key: Any, state_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([key, state_id])).decode()
 
 
-_MAX_CURSOR_TIME = 1e11  # seconds since 1970, past the year 5000: beyond it, not a write time
+# Write times are datetimes in the API, so none lies past the year 9999: neither may a cursor's.
+_MAX_CURSOR_TIME = 253402300800.0
 
 
 def _decode_cursor(cursor: Any, order: str, field: str) -> tuple[Any, str] | None:
@@ -822,7 +823,7 @@ def _decode_cursor(cursor: Any, order: str, field: str) -> tuple[Any, str] | Non
         # A write time: a number (bool is an int to Python, not to a cursor) in a sane range.
         if isinstance(key, bool) or not isinstance(key, int | float):
             raise refused
-        if not -_MAX_CURSOR_TIME < key < _MAX_CURSOR_TIME:
+        if not -_MAX_CURSOR_TIME <= key <= _MAX_CURSOR_TIME:
             raise refused
         return float(key), sid
     if key != sid:  # an id order's cursor is the id itself

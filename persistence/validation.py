@@ -11,8 +11,8 @@ MAX_TAG = 128
 MAX_TAGS = 64
 MAX_WRITE_ID = 128
 MAX_VERSION = 2**62  # the largest version a caller may write explicitly
-# The largest a version can become: numbers count up from an explicit MAX_VERSION, and every
-# backend stores a signed 64-bit integer. Reads, deletes and rollbacks accept up to here.
+# The largest a version can become: numbers count up from an explicit MAX_VERSION, and SQLite
+# and PostgreSQL store a signed 64-bit integer. Reads, deletes and rollbacks accept up to here.
 MAX_STORED_VERSION = 2**63 - 1
 MAX_TTL = 100 * 365 * 24 * 3600  # a century: beyond it a "TTL" is a typo, not a policy
 MAX_METADATA_BYTES = 64 * 1024

@@ -459,6 +459,7 @@ def _forged(key: Any, state_id: Any) -> str:
         ("-updated", _forged(2**63, "a")),  # no write time is that far off
         ("updated", _forged(True, "a")),
         ("updated", _forged(1e300, "a")),
+        ("updated", _forged(3e11, "a")),  # past the year 9999
         ("updated", _forged("1.5", "a")),
         ("id", _forged(["a"], "a")),
     ],

@@ -13,7 +13,7 @@ from django.test import Client
 
 from persistence import audit
 from persistence.models import AuditEntry
-from tests.security.conftest import PASSWORD, client_for
+from tests.security.conftest import PASSWORD, STATE_ID, client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -152,3 +152,18 @@ def test_forwarded_for_is_trusted_only_when_configured(rf: Any, settings: Any) -
     assert audit.client_address(request) == "6.6.6.6"
     settings.STATEHUB_TRUSTED_PROXIES = 3
     assert audit.client_address(request) == "10.0.0.9"  # fewer hops than proxies: not trusted
+
+
+def test_a_refused_post_with_an_impossible_version_is_still_audited(
+    accounts: dict[str, Any], store: Any
+) -> None:
+    """A crafted version number must not stop the denied row being written (a 403, not a 500);
+    the row keeps the version only when it can be one."""
+    viewer = client_for(accounts["viewer"])
+    for version in ("99999999999999999999", str(2**40)):
+        response = viewer.post(
+            f"/s/default/rollback/{STATE_ID.replace(' ', '%20')}", {"version": version}
+        )
+        assert response.status_code == 403
+    rows = AuditEntry.objects.filter(action="rollback", outcome="denied").order_by("id")
+    assert list(rows.values_list("version", flat=True)) == [None, 2**40]
