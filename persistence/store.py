@@ -738,8 +738,9 @@ class StatePersistence(ABC):
         now: float,
     ) -> list[StateSummary]:
         """Up to ``limit`` summaries of live states after the ``(sort key, state_id)`` cursor;
-        the sort key is the state id for "id"/"-id" and the updated_at timestamp otherwise.
-        Ties on updated_at break by state id in the same direction."""
+        the sort key is the state id for "id"/"-id" and the updated_at timestamp (a float)
+        otherwise, already checked by page_states. Ties on updated_at break by state id in the
+        same direction."""
 
     @abstractmethod
     def _search(

@@ -393,10 +393,8 @@ class PostgresStatePersistence(StatePersistence):
         query, params = self._listing(
             pg_sql.SUMMARY, prefix, tags, match, order, cursor, limit, now
         )
-        if after is not None and "updated" in order:
-            if not isinstance(after[0], int | float):
-                raise ValueError("cursor does not belong to an 'updated' listing")
-            params["after_key"] = float(after[0])
+        if after is not None and "updated" in order:  # the base class checked it: a float
+            params["after_key"] = after[0]
         # A tag or prefix filter is planned for its values, never by a generic prepared plan:
         # a rare tag wants its GIN bitmap and a sort, a common one a walk of the ordered index.
         prepare = False if tags or prefix is not None else None

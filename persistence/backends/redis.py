@@ -391,10 +391,8 @@ class RedisStatePersistence(StatePersistence):
         lo, hi, key, after_id = b"-", b"+", "", ""
         if prefix is not None:
             lo, hi = b"[" + prefix.encode(), b"[" + prefix.encode() + b"\xff"
-        if after is not None and "updated" in order:
-            if isinstance(after[0], str):
-                raise ValueError("cursor is not one this store returned for this order")
-            key, after_id = repr(float(after[0])), after[1]
+        if after is not None and "updated" in order:  # the base class checked it: a float
+            key, after_id = repr(after[0]), after[1]
         elif after is not None:
             # UTF-8 byte order is code point order, so bytes compare as the ids do.
             sid = after[1].encode()
