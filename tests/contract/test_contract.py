@@ -114,6 +114,30 @@ def test_versions_counted_up_past_the_explicit_limit_stay_addressable(
         store.load_with_metadata("far", version=2**63)
 
 
+@pytest.mark.parametrize("power", [16, 17, 18])
+def test_versions_keep_their_order_where_they_gain_a_digit(
+    make_store, clock: FakeClock, power: int
+) -> None:
+    """Past 2**53 a float cannot tell 10**n - 1 from 10**n: versions must still sort and
+    prune as integers (Redis once ordered them by a float score)."""
+    below = 10**power - 1
+    store = make_store(clock=clock, max_versions=2)
+    store.save_with_metadata({"n": 0}, "s", version=below)
+    assert [store.save_with_metadata({"n": n}, "s").version for n in (1, 2)] == [
+        below + 1,
+        below + 2,
+    ]
+    assert versions_of(store, "s") == [below + 1, below + 2]
+    with pytest.raises(VersionPrunedError):
+        store.load_with_metadata("s", version=below)
+    one = make_store(clock=clock, max_versions=1)  # the same data, keeping one version
+    one.save_with_metadata({"n": 0}, "t", version=below)
+    assert one.save_with_metadata({"n": 1}, "t").version == below + 1
+    assert versions_of(one, "t") == [below + 1]
+    loaded = one.load_with_metadata("t")
+    assert loaded is not None and loaded[0] == {"n": 1}
+
+
 def test_version_numbers_are_not_reused_after_deleting_the_latest(
     store: StatePersistence,
 ) -> None:

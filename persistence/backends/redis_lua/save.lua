@@ -79,7 +79,7 @@ for i = 1, n do
       fields[#fields + 1] = 'f' .. st.cur
       fields[#fields + 1] = st.F
     end
-    redis.call('ZADD', z, v, v)
+    redis.call('ZADD', z, vscore(v), v)
     local s = {cur = v, exp = exp, n = st.n + 1, sb = st.sb + size, ob = st.ob + orig,
                tags = p.tags, meta = meta}
     if keep > 0 and s.n > keep then

@@ -13,6 +13,17 @@ local function vless(a, b)  -- decimal version strings, exact past 2^53
   return before(a, b)
 end
 
+-- The score of version v in its z set. Scores are doubles, which stop telling versions apart
+-- past 2^53: equal scores fall back to member order, numeric between members of one length.
+-- A version that rounds up to 10^#v, the next length's first score, is kept just below it.
+local function vscore(v)
+  if #v < 16 then return v end
+  local top = 10 ^ #v  -- exact: 5^#v < 2^53
+  if tonumber(v) < top then return v end
+  local _, e = math.frexp(top)
+  return string.format('%.17g', top - 2 ^ (e - 53))  -- the double just below
+end
+
 local function inc(s)
   local d = {string.byte(s, 1, -1)}
   local i = #d
