@@ -154,7 +154,7 @@ class SQLiteStatePersistence(StatePersistence):
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous.upper()
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[sqlite3.Connection, threading.RLock]] = []
         self._all_lock = threading.Lock()
         self._closed = False
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -163,7 +163,20 @@ class SQLiteStatePersistence(StatePersistence):
 
     # -- connections
 
-    def _conn(self) -> sqlite3.Connection:
+    def _acquire(self) -> sqlite3.Connection:
+        """This thread's connection, held until ``_release``: ``close`` waits for it, because
+        closing a connection while another thread runs a statement on it crashes the process."""
+        conn, busy = self._local_conn()
+        busy.acquire()
+        if self._closed:
+            busy.release()
+            raise self._closed_error()
+        return conn
+
+    def _release(self) -> None:
+        self._local.busy.release()
+
+    def _local_conn(self) -> tuple[sqlite3.Connection, threading.RLock]:
         if self._closed:
             raise self._closed_error()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -186,20 +199,24 @@ class SQLiteStatePersistence(StatePersistence):
                 raise BackendUnavailableError(
                     f"cannot open SQLite file {self.path}: {exc}"
                 ) from exc
-            self._local.conn, self._local.pid = conn, os.getpid()
+            busy = threading.RLock()  # re-entrant: a query may run inside a transaction
+            self._local.conn, self._local.busy, self._local.pid = conn, busy, os.getpid()
             with self._all_lock:
-                self._all.append(conn)
-        return conn
+                self._all.append((conn, busy))
+        return conn, self._local.busy
 
     def _transaction(self) -> _Transaction:
         """BEGIN IMMEDIATE ... COMMIT, retried while another process holds the write lock."""
         return _Transaction(self)
 
     def _query(self, sql: str, params: Any = ()) -> list[Any]:
+        conn = self._acquire()
         try:
-            return self._conn().execute(sql, params).fetchall()
+            return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise BackendUnavailableError(f"SQLite {self.path}: {exc}") from exc
+        finally:
+            self._release()
 
     def _migrate(self) -> None:
         with self._transaction() as conn:
@@ -214,10 +231,10 @@ class SQLiteStatePersistence(StatePersistence):
     def close(self) -> None:
         self._closed = True
         with self._all_lock:
-            for conn in self._all:
-                with contextlib.suppress(sqlite3.ProgrammingError):  # already closed: fine
-                    conn.close()
-            self._all.clear()
+            opened, self._all = self._all, []
+        for conn, busy in opened:
+            with busy, contextlib.suppress(sqlite3.ProgrammingError):  # already closed: fine
+                conn.close()
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
@@ -648,7 +665,7 @@ class _Transaction:
         self._store = store
 
     def __enter__(self) -> sqlite3.Connection:
-        conn = self._conn = self._store._conn()
+        conn = self._conn = self._store._acquire()
         deadline = time.monotonic() + _LOCKED_RETRY_SECONDS
         delay = 0.005
         while True:
@@ -657,16 +674,23 @@ class _Transaction:
                 return conn
             except sqlite3.OperationalError as exc:
                 if not _is_locked(exc) or time.monotonic() > deadline:
+                    self._store._release()
                     raise BackendUnavailableError(f"SQLite {self._store.path}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
+            except BaseException:
+                self._store._release()
+                raise
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None:
-            try:
-                self._conn.execute("COMMIT")
-                return
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        self._conn.execute("ROLLBACK")
+        try:
+            if exc_type is None:
+                try:
+                    self._conn.execute("COMMIT")
+                    return
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+            self._conn.execute("ROLLBACK")
+        finally:
+            self._store._release()
