@@ -483,6 +483,9 @@ class StatePersistence(ABC):
     ) -> StateMetadata:
         """Write a new version equal to ``version`` (its state, tags and metadata); history stays.
 
+        The state keeps its current TTL (the latest version's, counted again from now, as on
+        any save): a rollback restores content, not an old lifetime.
+
         The new version's metadata records ``"statehub.rollback_of": version``, merged with
         ``metadata`` if given. Raises ``StateNotFoundError`` if the target does not exist.
         """
@@ -501,9 +504,11 @@ class StatePersistence(ABC):
             # The new version's metadata is the target's merged with the caller's: say so
             # when that, not what the caller passed alone, is over the limit.
             _metadata_json(merged, f"metadata (version {number}'s, merged with the given)")
-            request = self._request(
-                state, sid, None, target.tags, target.ttl_seconds, merged, write_id
-            )
+            # The content goes back, the lifetime does not: the new version keeps the latest
+            # version's TTL, or a rollback could make a permanent state expire (or the reverse).
+            latest = self._read(sid, None, self.clock()).row
+            ttl = target.ttl_seconds if latest is None else latest.ttl_seconds
+            request = self._request(state, sid, None, target.tags, ttl, merged, write_id)
             (row,) = self._write([request], request.row.created_at)
             log.info("rolled back %r to version %d as version %d", sid, number, row.version)
             return self._metadata(row)

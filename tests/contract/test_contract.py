@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -595,6 +595,23 @@ def test_rollback_writes_a_new_version_equal_to_the_old_and_keeps_history(
     loaded = store.load_with_metadata("s")
     assert loaded is not None and loaded[0] == {"v": 1}
     assert versions_of(store, "s") == [1, 2, 3]
+
+
+def test_rollback_keeps_the_states_current_ttl(store: StatePersistence, clock: FakeClock) -> None:
+    """A rollback restores content, not an old lifetime: a state made permanent stays so,
+    and one given an expiry keeps it (counted again from the rollback, as on any save)."""
+    store.save_with_metadata({"draft": 1}, "kept", ttl_seconds=600)
+    store.save_with_metadata({"final": 1}, "kept")
+    assert store.rollback("kept", 1).ttl_seconds is None
+    store.save_with_metadata({"draft": 1}, "expiring")
+    store.save_with_metadata({"final": 1}, "expiring", ttl_seconds=600)
+    clock.advance(100)
+    meta = store.rollback("expiring", 1)
+    assert meta.ttl_seconds == 600
+    assert meta.expires_at == meta.created_at + timedelta(seconds=600)
+    clock.advance(601)
+    assert store.exists("kept")
+    assert not store.exists("expiring")
 
 
 def test_rollback_to_a_missing_version_raises_and_writes_nothing(
