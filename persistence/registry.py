@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import threading
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from persistence.store import StatePersistence
 
@@ -23,6 +23,7 @@ _SCHEMES: dict[str, tuple[str, str, str]] = {
 # memory://NAME gives the same store to every caller in this process (a dashboard and its
 # in-process workers, or a test and the views it drives); plain memory:// is always new.
 _named_memory: dict[str, StatePersistence] = {}
+_named_options: dict[str, dict[str, Any]] = {}
 _named_lock = threading.Lock()
 
 
@@ -48,9 +49,20 @@ def connect(url: str, **options: Any) -> StatePersistence:
         with _named_lock:
             if name not in _named_memory:
                 _named_memory[name] = cls(**options)
+                _named_options[name] = options
+            elif options and options != _named_options[name]:
+                # Handing back the store as it is would quietly ignore these options.
+                raise ValueError(
+                    f"memory://{name} is already open with other options "
+                    f"({_named_options[name] or 'none'}); connect without options to share it"
+                )
             return _named_memory[name]
     if style == "path":
-        return cls(path=sqlite_path(url), **options)  # type: ignore[no-any-return]
+        in_url = _sqlite_options(url)
+        twice = sorted(set(in_url) & set(options))
+        if twice:
+            raise ValueError(f"{', '.join(twice)} given both in the sqlite URL and as an option")
+        return cls(path=sqlite_path(url), **in_url, **options)  # type: ignore[no-any-return]
     return cls(**{style: url}, **options)  # type: ignore[no-any-return]
 
 
@@ -61,6 +73,27 @@ def sqlite_path(url: str) -> str:
     if not path:
         raise ValueError(f"sqlite URL {url!r} names no file; use sqlite:///path/to/state.db")
     return path
+
+
+def _sqlite_options(url: str) -> dict[str, Any]:
+    """``?synchronous=FULL&busy_timeout=10`` -> constructor options; anything else is refused
+    rather than dropped (a durability setting that quietly did nothing)."""
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if key == "synchronous":
+            options[key] = value
+        elif key == "busy_timeout":
+            try:
+                options[key] = float(value)
+            except ValueError:
+                raise ValueError(
+                    f"busy_timeout in the sqlite URL is not a number: {value!r}"
+                ) from None
+        else:
+            raise ValueError(
+                f"unknown option {key!r} in the sqlite URL; it takes synchronous and busy_timeout"
+            )
+    return options
 
 
 def _redact(url: str) -> str:

@@ -137,6 +137,7 @@ class PostgresStatePersistence(StatePersistence):
         super().__init__(**options)
         if not isinstance(schema, str) or not 1 <= len(schema.encode()) <= 63:
             raise ValueError(f"schema must be a name of 1 to 63 bytes (got {schema!r})")
+        _check_dsn(dsn)
         self.dsn = dsn
         self.schema = schema
         # Names this store's connections in pg_stat_activity (the tests terminate them by it).
@@ -720,6 +721,28 @@ def _saved_row(request: WriteRequest, rec: tuple[Any, ...]) -> VersionRow:
         rec[9],
         row.write_id,
     )
+
+
+_SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+
+def _check_dsn(dsn: Any) -> None:
+    """Refuse a DSN that cannot work as a ValueError naming the mistake, before connecting: as
+    a connection error (a ConnectionError) a typo would look like a server that is down, and
+    code that falls back to another store on ConnectionError would take it for one."""
+    if not isinstance(dsn, str):
+        raise TypeError(f"dsn must be a str, not {type(dsn).__name__}")
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"invalid PostgreSQL DSN: {str(exc).strip()}") from exc
+    for port in str(params.get("port") or "").split(","):  # libpq takes one port per host
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"invalid PostgreSQL DSN: port {port!r} is not a port number")
+    sslmode = params.get("sslmode")
+    if sslmode is not None and sslmode not in _SSLMODES:
+        valid = ", ".join(sorted(_SSLMODES))
+        raise ValueError(f"invalid PostgreSQL DSN: sslmode {sslmode!r} is not one of {valid}")
 
 
 def _version_row(rec: tuple[Any, ...]) -> VersionRow:

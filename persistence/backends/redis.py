@@ -151,6 +151,33 @@ def _redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _parse_url(url: str, shown: str) -> dict[str, Any]:
+    """redis-py's reading of ``url``, with the mistakes it would let through (or report only
+    as a driver error on the first call) refused as a ValueError naming them; ``shown`` is the
+    URL with its password hidden."""
+    if not isinstance(url, str):
+        raise TypeError(f"redis_url must be a str, not {type(url).__name__}")
+    parts = urlsplit(url)
+    try:
+        parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"invalid Redis URL {shown!r}: {exc}") from exc
+    if (
+        parts.scheme in ("redis", "rediss")
+        and parts.path.strip("/")
+        and not (parts.path.strip("/").isdigit())
+    ):  # redis-py would quietly use database 0
+        raise ValueError(
+            f"invalid Redis URL {shown!r}: the path must be a database number, such as /0"
+        )
+    if parsed.get("decode_responses"):
+        raise ValueError(
+            f"invalid Redis URL {shown!r}: the store reads bytes, so decode_responses cannot be set"
+        )
+    return parsed
+
+
 class RedisStatePersistence(StatePersistence):
     """A store in Redis (redis-py with hiredis); ``redis_options`` go to its ConnectionPool."""
 
@@ -178,7 +205,7 @@ class RedisStatePersistence(StatePersistence):
         # Frames are bytes: whatever the caller asks for, replies must not be decoded.
         options = {**(redis_options or {}), "decode_responses": False}
         self._idle: IdleConnections | PoolConnections
-        in_url: dict[str, Any] = parse_url(redis_url)  # type: ignore[no-untyped-call]
+        in_url = _parse_url(redis_url, self._url)
         bounded = {**options, **in_url}.get("max_connections") is not None  # the URL wins
         if not bounded:
             self._pool = redis.ConnectionPool.from_url(redis_url, **options)
@@ -198,6 +225,11 @@ class RedisStatePersistence(StatePersistence):
         except BackendUnavailableError:
             self._pool.disconnect()
             raise
+        except TypeError as exc:  # an option redis-py's connections do not take
+            self._pool.disconnect()
+            raise ValueError(
+                f"invalid option in the Redis URL {self._url!r} or redis_options: {exc}"
+            ) from exc
 
     # -- the round trip every script call makes
 

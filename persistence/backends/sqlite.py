@@ -158,7 +158,12 @@ class SQLiteStatePersistence(StatePersistence):
         self._all_lock = threading.Lock()
         self._closed = False
         directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"cannot create the directory of SQLite file {self.path}: {exc}"
+            ) from exc
         self._migrate()
 
     # -- connections

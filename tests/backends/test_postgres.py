@@ -949,3 +949,19 @@ def test_search_and_tag_pages_read_only_states_and_are_planned_per_tag(
     finally:
         store._pool.putconn(conn)
     assert not [s for s in prepared if "tags @>" in s or "LIKE" in s]
+
+
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        ("postgresql://postgres@127.0.0.1:notaport/test", "port 'notaport'"),
+        ("postgresql://postgres@127.0.0.1:5432/test?schema=x", "query parameter"),
+        ("postgresql://postgres@127.0.0.1:5432/test?sslmode=bogus", "sslmode 'bogus'"),
+    ],
+)
+def test_a_mistake_in_the_dsn_is_a_value_error_naming_it(dsn: str, message: str) -> None:
+    """A ConnectionError would make a typo look like a server that is down, and code that
+    falls back to another store on one (as the seed's example does) would quietly use it."""
+    with pytest.raises(ValueError, match=message) as info:
+        connect(dsn, schema=f"t{uuid.uuid4().hex[:12]}")
+    assert not isinstance(info.value, ConnectionError)

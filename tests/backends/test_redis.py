@@ -696,3 +696,24 @@ def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next(
         loaded = store.load_with_metadata("b")  # the only connection: "a"'s reply is coming
         assert loaded is not None and loaded[0] == {"v": "b"}
         sleeper.join()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("/0?bogus=1", "unexpected keyword argument 'bogus'"),
+        ("/x", "database number"),
+        ("/0?decode_responses=true", "decode_responses"),
+    ],
+)
+def test_a_mistake_in_the_url_is_a_value_error_naming_it(
+    namespace: str, raw: redis.Redis, change: str, message: str
+) -> None:
+    """Not a driver error, not a ConnectionError (code falling back on one would take a typo
+    for a server that is down), not a silently different database, nothing written."""
+    base = REDIS_URL.rsplit("/", 1)[0]
+    with pytest.raises(ValueError, match=message):
+        connect(base + change, namespace=namespace)
+    with pytest.raises(ValueError, match=r"not a number|integer"):
+        connect("redis://127.0.0.1:notaport/0", namespace=namespace)
+    assert list(raw.scan_iter(f"{namespace}:*")) == []

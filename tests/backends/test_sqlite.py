@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from persistence import StateIntegrityError, connect
+from persistence import BackendUnavailableError, StateIntegrityError, connect
 from persistence.backends.sqlite import MIGRATIONS
 from persistence.types import to_micros
 from tests.conftest import FakeClock
@@ -129,3 +129,24 @@ def test_close_while_other_threads_are_mid_call_ends_them_cleanly(tmp_path: Path
         )
         assert child.returncode == 0, child.stderr[-2000:]
         assert child.stdout.strip() == str(["closed"] * 4)
+
+
+def test_url_options_are_applied_or_refused(tmp_path: Path) -> None:
+    """A durability setting in the URL must not be dropped in silence."""
+    url = f"sqlite:///{tmp_path}/opts.db"
+    store = connect(f"{url}?synchronous=FULL&busy_timeout=2.5")
+    assert (store.synchronous, store.busy_timeout) == ("FULL", 2.5)
+    store.close()
+    with pytest.raises(ValueError, match="unknown option 'sync'"):
+        connect(f"{url}?sync=FULL")
+    with pytest.raises(ValueError, match=r"busy_timeout .* not a number"):
+        connect(f"{url}?busy_timeout=soon")
+    with pytest.raises(ValueError, match="synchronous given both"):
+        connect(f"{url}?synchronous=FULL", synchronous="OFF")
+
+
+def test_a_directory_that_cannot_be_made_is_reported_as_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(BackendUnavailableError, match="cannot create the directory"):
+        connect(f"sqlite:///{blocker}/state.db")
