@@ -214,7 +214,9 @@ class InMemoryStatePersistence(StatePersistence):
         with self._lock:
             for cid in [c.checkpoint_id for c in self._list_checkpoints(state_id)]:
                 del self._checkpoints[cid]
-            return self._forget(state_id) is not None
+            existed = self._live(state_id, self.clock()) is not None
+            self._forget(state_id)  # an expired state is removed too, but did not exist
+            return existed
 
     # -- checkpoints
 

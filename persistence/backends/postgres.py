@@ -341,6 +341,7 @@ class PostgresStatePersistence(StatePersistence):
         def work(conn: Conn) -> bool:
             # The states row first, as every writer locks it first: no deadlock between them.
             key = {"sid": state_id}
+            now = self.clock()
             found, _, _ = _pipeline(
                 conn,
                 [
@@ -349,7 +350,8 @@ class PostgresStatePersistence(StatePersistence):
                     (self._q.delete_checkpoints, key),
                 ],
             )
-            return found.rowcount > 0
+            row = found.fetchone()  # an expired state is removed too, but did not exist
+            return row is not None and (row[0] is None or row[0] > now)
 
         return self._run(work, writes=True)
 

@@ -209,6 +209,11 @@ def test_expired_state_is_invisible_to_every_read(store: StatePersistence, clock
     assert store.load_many(["temp", "keep"])["temp"] is None
     assert store.count_states() == 1
     assert store.get_stats()["total_states"] == 1
+    # Deleting it removes what is left, but reports no state, as every other call does.
+    assert store.delete_version("temp", 1) is False
+    assert store.delete_state("temp") is False
+    assert store.delete_state("keep") is True
+    assert store.get_stats()["total_versions"] == 0
 
 
 def test_each_save_resets_the_ttl(store: StatePersistence, clock: FakeClock) -> None:

@@ -2,7 +2,9 @@
 -- KEYS: h, z, c. ARGV[4] is the state id. Returns 1 if there was something to delete.
 local h, z, c, sid, v = KEYS[1], KEYS[2], KEYS[3], ARGV[4], ARGV[3]
 if v == '' then
-  local existed = wipe(sid, h, z)
+  local f = redis.call('HMGET', h, 'cur', 'exp')
+  local existed = f[1] and live(f[2])  -- an expired state is wiped too, but did not exist
+  wipe(sid, h, z)
   for _, cid in ipairs(redis.call('HKEYS', c)) do
     if string.len(cid) == 32 then
       redis.call('HDEL', G .. 'cp', cid)
