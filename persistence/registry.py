@@ -23,7 +23,6 @@ _SCHEMES: dict[str, tuple[str, str, str]] = {
 # memory://NAME gives the same store to every caller in this process (a dashboard and its
 # in-process workers, or a test and the views it drives); plain memory:// is always new.
 _named_memory: dict[str, StatePersistence] = {}
-_named_options: dict[str, dict[str, Any]] = {}
 _named_lock = threading.Lock()
 
 
@@ -47,15 +46,10 @@ def connect(url: str, **options: Any) -> StatePersistence:
         if not name:
             return cls(**options)  # type: ignore[no-any-return]
         with _named_lock:
+            # Later calls share the store as first opened, their options aside: a process
+            # re-reading changed settings (as the worker tests do) keeps the data it had.
             if name not in _named_memory:
                 _named_memory[name] = cls(**options)
-                _named_options[name] = options
-            elif options and options != _named_options[name]:
-                # Handing back the store as it is would quietly ignore these options.
-                raise ValueError(
-                    f"memory://{name} is already open with other options "
-                    f"({_named_options[name] or 'none'}); connect without options to share it"
-                )
             return _named_memory[name]
     if style == "path":
         in_url = _sqlite_options(url)

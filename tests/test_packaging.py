@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-
-import pytest
 
 
 def test_import_persistence_loads_no_django_or_driver() -> None:
@@ -43,15 +40,3 @@ def test_named_memory_stores_are_shared_in_process() -> None:
     a.save_with_metadata({"v": 1}, "x")
     assert connect("memory://shared-test") is a
     assert connect("memory://") is not connect("memory://")
-
-
-def test_a_named_memory_store_refuses_other_options() -> None:
-    """Handing back the shared store would ignore them without a word."""
-    from persistence import connect
-
-    name = f"memory://opts-{uuid.uuid4().hex}"
-    a = connect(name, max_versions=2)
-    assert connect(name) is a and connect(name, max_versions=2) is a
-    with pytest.raises(ValueError, match="already open with other options"):
-        connect(name, max_versions=5)
-    assert a.max_versions == 2
