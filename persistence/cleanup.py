@@ -19,6 +19,7 @@ over a stale lock, removes each item once and counts it once.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -32,6 +33,8 @@ from django.utils import timezone
 
 from persistence import StatePersistence, conf
 from persistence.models import WorkerRun
+
+log = logging.getLogger(__name__)
 
 TaskName = Literal["purge_expired", "prune_versions"]
 Trigger = Literal["schedule", "manual", "command"]
@@ -107,6 +110,10 @@ def run_cleanup(
             _work(run, batch, budget, max_versions, on_batch)
     finally:
         prune_run_records()
+    if run.outcome == WorkerRun.Outcome.ERROR:
+        # Recorded, and the task itself succeeds (its result says error): log it as what it
+        # is, so that alerting on warnings sees a store that cannot be cleaned.
+        log.warning("%s on store %r failed (run #%d): %s", task, store, run.pk, run.error)
     return RunResult(
         run.pk, store, task, run.outcome, run.removed, run.batches, run.more_left, run.error
     )
@@ -181,7 +188,7 @@ def _acquire(
 ) -> WorkerRun:
     """A new ``running`` row (the lock is ours) or a finished ``busy`` row (it is not)."""
     now = timezone.now()
-    _release_abandoned(store, task, now, lock_timeout)
+    _release_abandoned(store, task, now, lock_timeout, task_id)
     fields: dict[str, Any] = {
         "store": store,
         "task": task,
@@ -213,12 +220,23 @@ def _acquire(
         )
 
 
-def _release_abandoned(store: str, task: str, now: Any, lock_timeout: float) -> None:
+def _release_abandoned(store: str, task: str, now: Any, lock_timeout: float, task_id: str) -> None:
+    held = WorkerRun.objects.filter(store=store, task=task, outcome=_RUNNING)
+    lost = WorkerRun.Outcome.ERROR
+    if task_id:
+        # Our own message delivered again: the broker hands it out again only once the worker
+        # that had it is gone (killed, its connection dropped), usually long before its
+        # heartbeat goes stale. Waiting for that would record this delivery as busy and leave
+        # the job undone. (Were that worker alive after all, its next heartbeat finds the lock
+        # lost and it stops after the batch it is in.)
+        held.filter(task_id=task_id).update(
+            outcome=lost,
+            finished_at=now,
+            error="worker lost: its message was delivered again; lock taken over",
+        )
     cutoff = now - timedelta(seconds=lock_timeout)
-    WorkerRun.objects.filter(
-        store=store, task=task, outcome=_RUNNING, heartbeat_at__lt=cutoff
-    ).update(
-        outcome=WorkerRun.Outcome.ERROR,
+    held.filter(heartbeat_at__lt=cutoff).update(
+        outcome=lost,
         finished_at=now,
         error=f"worker lost: no progress for over {lock_timeout:g} s; lock taken over",
     )

@@ -7,6 +7,7 @@ Stores are opened once per process and shared by every request and task in it.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,16 +106,22 @@ class CleanupSettings:
 
 
 def cleanup_settings() -> CleanupSettings:
-    def number(name: str, default: float, minimum: float) -> float:
+    def number(name: str, default: float, minimum: float, maximum: float = math.inf) -> float:
         value = getattr(settings, name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            raise ValueError(f"{name} must be a number >= {minimum} (got {value!r})")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not minimum <= value <= maximum
+        ):
+            bounds = f">= {minimum}" if maximum == math.inf else f"from {minimum} to {maximum}"
+            raise ValueError(f"{name} must be a number {bounds} (got {value!r})")
         return value
 
     return CleanupSettings(
         purge_interval=number("STATEHUB_PURGE_INTERVAL", 60, 1),
         prune_interval=number("STATEHUB_PRUNE_INTERVAL", 3600, 1),
-        batch_size=int(number("STATEHUB_CLEANUP_BATCH_SIZE", 1000, 1)),
+        # The stores' purge_expired / prune_versions take at most 100,000 per call.
+        batch_size=int(number("STATEHUB_CLEANUP_BATCH_SIZE", 1000, 1, 100_000)),
         time_limit=number("STATEHUB_CLEANUP_TIME_LIMIT", 30, 0),
         lock_timeout=number("STATEHUB_CLEANUP_LOCK_TIMEOUT", 60, 1),
         run_retention_days=int(number("STATEHUB_RUN_RETENTION_DAYS", 30, 1)),

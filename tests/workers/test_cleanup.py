@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from persistence import StatePersistence, cleanup
+from persistence import StatePersistence, cleanup, conf
 from persistence.models import WorkerRun
 from tests.conftest import FakeClock
 
@@ -119,6 +119,27 @@ def test_a_lock_without_progress_past_the_timeout_is_taken_over(mem, clock, sett
     assert dead.outcome == "error" and "worker lost" in dead.error
 
 
+def test_a_redelivered_message_takes_over_its_own_dead_run(mem, clock) -> None:
+    """A message comes back when the worker that had it died, while that run's heartbeat is
+    still fresh: the redelivery must finish the job, not record busy against itself."""
+    seed(mem, clock, expired=5, live=0)
+    dead = WorkerRun.objects.create(
+        store="mem", task="purge_expired", trigger="schedule", task_id="msg-1"
+    )
+
+    result = cleanup.run_cleanup("mem", "purge_expired", trigger="schedule", task_id="msg-1")
+
+    assert (result.outcome, result.removed) == ("ok", 5)
+    dead.refresh_from_db()
+    assert dead.outcome == "error" and "delivered again" in dead.error
+    # Another message still finds a live lock busy.
+    holder = WorkerRun.objects.create(
+        store="mem", task="purge_expired", trigger="schedule", task_id="msg-2"
+    )
+    other = cleanup.run_cleanup("mem", "purge_expired", trigger="schedule", task_id="msg-3")
+    assert other.outcome == "busy" and f"run #{holder.pk}" in other.error
+
+
 def test_run_record_holds_times_counts_and_trigger(mem, clock) -> None:
     seed(mem, clock, expired=9, live=1)
     result = cleanup.run_cleanup(
@@ -144,12 +165,15 @@ def test_time_budget_stops_between_batches_and_the_next_run_continues(mem, clock
     assert (rest.removed, rest.more_left) == (13, False)
 
 
-def test_an_error_is_recorded_and_releases_the_lock(settings, tmp_path) -> None:
+def test_an_error_is_recorded_logged_and_releases_the_lock(settings, tmp_path, caplog) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     settings.STATEHUB_STORES = {"broken": f"sqlite:///{tmp_path}/a-file/x.db"}
     result = cleanup.run_cleanup("broken", "purge_expired", trigger="schedule")
     assert result.outcome == "error" and result.error
     assert not WorkerRun.objects.filter(outcome="running").exists()
+    # The task succeeds with an error result: a warning is what log alerting can see.
+    (warning,) = [r for r in caplog.records if r.name == "persistence.cleanup"]
+    assert warning.levelname == "WARNING" and "'broken' failed" in warning.getMessage()
 
 
 def test_progress_is_reported_after_every_batch(mem, clock) -> None:
@@ -206,3 +230,11 @@ def test_tasks_are_thin_callers_recording_their_task_id(mem, clock) -> None:
     assert (run.trigger, run.removed) == ("schedule", 3)
     assert tasks.purge_expired.acks_late and tasks.purge_expired.reject_on_worker_lost
     assert tasks.prune_versions.acks_late and tasks.prune_versions.reject_on_worker_lost
+
+
+@pytest.mark.parametrize("size", [0, 100_001, "1000", True])
+def test_a_batch_size_no_store_takes_is_refused_when_read(settings, size: Any) -> None:
+    """Caught when the worker imports its tasks, not by every run failing later."""
+    settings.STATEHUB_CLEANUP_BATCH_SIZE = size
+    with pytest.raises(ValueError, match="STATEHUB_CLEANUP_BATCH_SIZE must be a number from 1"):
+        conf.cleanup_settings()
