@@ -222,7 +222,6 @@ def _acquire(
 
 def _release_abandoned(store: str, task: str, now: Any, lock_timeout: float, task_id: str) -> None:
     held = WorkerRun.objects.filter(store=store, task=task, outcome=_RUNNING)
-    lost = WorkerRun.Outcome.ERROR
     if task_id:
         # Our own message delivered again: the broker hands it out again only once the worker
         # that had it is gone (killed, its connection dropped), usually long before its
@@ -230,13 +229,18 @@ def _release_abandoned(store: str, task: str, now: Any, lock_timeout: float, tas
         # the job undone. (Were that worker alive after all, its next heartbeat finds the lock
         # lost and it stops after the batch it is in.)
         held.filter(task_id=task_id).update(
-            outcome=lost,
+            outcome=WorkerRun.Outcome.ERROR,
             finished_at=now,
             error="worker lost: its message was delivered again; lock taken over",
         )
+    _lost(held, now, lock_timeout)
+
+
+def _lost(running: Any, now: Any, lock_timeout: float) -> None:
+    """Mark the ``running`` rows (a queryset) that made no progress for ``lock_timeout``."""
     cutoff = now - timedelta(seconds=lock_timeout)
-    held.filter(heartbeat_at__lt=cutoff).update(
-        outcome=lost,
+    running.filter(heartbeat_at__lt=cutoff).update(
+        outcome=WorkerRun.Outcome.ERROR,
         finished_at=now,
         error=f"worker lost: no progress for over {lock_timeout:g} s; lock taken over",
     )
@@ -273,8 +277,12 @@ def _finish(run: WorkerRun) -> None:
 
 def prune_run_records(*, now: Any = None) -> int:
     """Delete finished run records older than STATEHUB_RUN_RETENTION_DAYS; returns how many."""
-    days = conf.cleanup_settings().run_retention_days
-    cutoff = (now or timezone.now()) - timedelta(days=days)
+    limits = conf.cleanup_settings()
+    now = now or timezone.now()
+    # Runs of any store and task whose worker is gone, also those nothing will run again (a
+    # store taken out of STATEHUB_STORES): marked lost here, they are pruned like the rest.
+    _lost(WorkerRun.objects.filter(outcome=_RUNNING), now, limits.lock_timeout)
+    cutoff = now - timedelta(days=limits.run_retention_days)
     old = WorkerRun.objects.filter(started_at__lt=cutoff).exclude(outcome=_RUNNING)
     deleted = 0
     while ids := list(old.values_list("pk", flat=True)[:_RECORD_DELETE_CHUNK]):

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Max
+from django.utils import timezone
 
 from persistence import cleanup, conf
 from persistence.models import WorkerRun
@@ -46,7 +47,11 @@ def recent_runs(limit: int = 30) -> list[WorkerRun]:
 
 
 def any_running() -> bool:
-    return WorkerRun.objects.filter(outcome=WorkerRun.Outcome.RUNNING).exists()
+    """Whether a run is making progress (a running row whose worker died is not: the page
+    would poll for it until another run of its store and task marks it lost)."""
+    fresh = timezone.now() - timedelta(seconds=conf.cleanup_settings().lock_timeout)
+    running = WorkerRun.objects.filter(outcome=WorkerRun.Outcome.RUNNING)
+    return running.filter(heartbeat_at__gte=fresh).exists()
 
 
 def waiting_for(task_id: str) -> bool:
@@ -58,7 +63,10 @@ def waiting_for(task_id: str) -> bool:
 def store_tasks() -> list[StoreTask]:
     latest = {
         (row["store"], row["task"]): row["last"]
-        for row in WorkerRun.objects.values("store", "task").annotate(last=Max("id"))
+        # A busy row is a run that did not happen: it must not hide the one that did.
+        for row in WorkerRun.objects.exclude(outcome=WorkerRun.Outcome.BUSY)
+        .values("store", "task")
+        .annotate(last=Max("id"))
     }
     runs = WorkerRun.objects.in_bulk(list(latest.values()))
     return [

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
 from persistence import cleanup
 from persistence.models import WorkerRun
@@ -59,6 +61,31 @@ def test_runs_partial_polls_while_a_run_is_going_and_stops_after(client: Client)
     WorkerRun.objects.filter(pk=running.pk).update(outcome="ok", removed=12)
     done = client.get("/workers/runs/", **HX).content.decode()
     assert 'hx-trigger="every 2s"' not in done and ">12<" in done
+
+
+def test_a_dead_workers_running_row_stops_the_polling_and_is_pruned(client: Client) -> None:
+    """A row left `running` by a worker that died polls nobody: not even when no run of its
+    store and task comes to mark it lost (a store taken out of STATEHUB_STORES)."""
+    long_ago = timezone.now() - timedelta(days=40)
+    WorkerRun.objects.create(
+        store="gone",
+        task="prune_versions",
+        trigger="schedule",
+        started_at=long_ago,
+        heartbeat_at=long_ago,
+    )
+    assert 'hx-trigger="every 2s"' not in client.get("/workers/runs/", **HX).content.decode()
+    assert cleanup.prune_run_records() == 1
+    assert not WorkerRun.objects.exists()
+
+
+def test_a_busy_run_does_not_hide_the_last_run_that_worked(client: Client) -> None:
+    cleanup.run_cleanup("mem", "purge_expired", trigger="schedule")
+    WorkerRun.objects.create(store="mem", task="purge_expired", trigger="manual", outcome="busy")
+    html = client.get("/workers/").content.decode()
+    schedule = html[html.index('<section id="schedule"') :]
+    purge_row = schedule[schedule.index("purge_expired") :].split("</tr>", 1)[0]
+    assert "badge-ok" in purge_row and "busy" not in purge_row
 
 
 def test_the_schedule_follows_the_runs_without_a_reload(client: Client) -> None:
