@@ -152,7 +152,8 @@ def _work(
         run.outcome = WorkerRun.Outcome.OK
     except LockLost as exc:
         run.outcome, run.error = WorkerRun.Outcome.ERROR, str(exc)
-        return  # the row is no longer ours to write
+        _count_lost(run)
+        return
     except Exception as exc:  # recorded for the operator, then the run ends
         run.outcome, run.error = WorkerRun.Outcome.ERROR, f"{type(exc).__name__}: {exc}"
     _finish(run)
@@ -260,7 +261,7 @@ def _heartbeat(run: WorkerRun) -> None:
 
 def _finish(run: WorkerRun) -> None:
     run.finished_at = run.heartbeat_at = timezone.now()
-    WorkerRun.objects.filter(pk=run.pk, outcome=_RUNNING).update(
+    finished = WorkerRun.objects.filter(pk=run.pk, outcome=_RUNNING).update(
         outcome=run.outcome,
         finished_at=run.finished_at,
         heartbeat_at=run.heartbeat_at,
@@ -270,6 +271,16 @@ def _finish(run: WorkerRun) -> None:
         max_versions=run.max_versions,
         error=run.error,
     )
+    if not finished:  # taken over during the last batch: say so, as the row does
+        run.outcome = WorkerRun.Outcome.ERROR
+        run.error = f"lock lost after {run.batches} batches: another run took over"
+        _count_lost(run)
+
+
+def _count_lost(run: WorkerRun) -> None:
+    """A run whose lock was taken over keeps the row the taker marked lost, but with what it
+    removed: the items are gone either way, and the record should count them."""
+    WorkerRun.objects.filter(pk=run.pk).update(removed=run.removed, batches=run.batches)
 
 
 # ---------------------------------------------------------------------- records

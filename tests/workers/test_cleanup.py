@@ -140,6 +140,25 @@ def test_a_redelivered_message_takes_over_its_own_dead_run(mem, clock) -> None:
     assert other.outcome == "busy" and f"run #{holder.pk}" in other.error
 
 
+@pytest.mark.parametrize(("expired", "removed"), [(20, 14), (5, 5)])
+def test_a_run_whose_lock_is_taken_over_stops_and_its_removals_stay_counted(
+    mem, clock, expired: int, removed: int
+) -> None:
+    """Taken over mid-run (20: at the next heartbeat) or in its last batch (5: when it
+    finishes), a run reports the error the row shows, and the row counts what it removed."""
+    seed(mem, clock, expired=expired, live=0)
+
+    def taken_over(progress: cleanup.Progress) -> None:
+        WorkerRun.objects.filter(outcome="running").update(outcome="error", error="worker lost")
+
+    result = cleanup.run_cleanup("mem", "purge_expired", trigger="schedule", on_batch=taken_over)
+
+    assert (result.outcome, result.removed) == ("error", removed)
+    assert "lock lost" in result.error
+    row = WorkerRun.objects.get(pk=result.run_id)
+    assert (row.outcome, row.removed, row.error) == ("error", removed, "worker lost")
+
+
 def test_run_record_holds_times_counts_and_trigger(mem, clock) -> None:
     seed(mem, clock, expired=9, live=1)
     result = cleanup.run_cleanup(
