@@ -105,11 +105,11 @@ def run_cleanup(
     batch = batch_size or limits.batch_size
     budget = limits.time_limit if time_limit is None else time_limit
     run = _acquire(store, task, trigger, limits.lock_timeout, task_id, requested_by)
-    try:
-        if run.outcome == _RUNNING:
-            _work(run, batch, budget, max_versions, on_batch)
-    finally:
-        prune_run_records()
+    if run.outcome == _RUNNING:
+        _work(run, batch, budget, max_versions, on_batch)
+    # Not in a finally: when Django's database fails mid-run, its error must reach the caller
+    # as it is, not hidden behind the same failure of this housekeeping.
+    prune_run_records()
     if run.outcome == WorkerRun.Outcome.ERROR:
         # Recorded, and the task itself succeeds (its result says error): log it as what it
         # is, so that alerting on warnings sees a store that cannot be cleaned.

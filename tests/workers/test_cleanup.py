@@ -257,3 +257,22 @@ def test_a_batch_size_no_store_takes_is_refused_when_read(settings, size: Any) -
     settings.STATEHUB_CLEANUP_BATCH_SIZE = size
     with pytest.raises(ValueError, match="STATEHUB_CLEANUP_BATCH_SIZE must be a number from 1"):
         conf.cleanup_settings()
+
+
+def test_a_lost_django_database_is_reported_as_it_is(mem, clock, monkeypatch) -> None:
+    """Django's database failing mid-run: its error reaches the caller, not hidden behind the
+    run-record housekeeping failing the same way afterwards."""
+    from django.db import OperationalError
+
+    seed(mem, clock, expired=3, live=0)
+
+    def connection_closed(run: Any) -> None:
+        raise OperationalError("the connection is closed")
+
+    def housekeeping() -> int:
+        raise AssertionError("housekeeping ran after the database failed")
+
+    monkeypatch.setattr(cleanup, "_finish", connection_closed)
+    monkeypatch.setattr(cleanup, "prune_run_records", housekeeping)
+    with pytest.raises(OperationalError, match="the connection is closed"):
+        cleanup.run_cleanup("mem", "purge_expired", trigger="schedule")
