@@ -57,8 +57,7 @@ class Command(BaseCommand):
             call_command("runserver", options["addrport"], use_reloader=False)
         finally:
             if worker is not None:
-                worker.terminate()
-                worker.wait(timeout=10)
+                _stop_worker(worker)
 
     def _ensure_admin(self) -> str:
         User = get_user_model()
@@ -140,9 +139,13 @@ def _check_free(addrport: str) -> None:
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
     if worker.poll() is None:
-        worker.terminate()  # warm shutdown: the running task finishes or is redelivered
+        # Warm shutdown: a run in progress stops itself once its time budget is spent, so
+        # wait that long (and a batch more) before killing it mid-batch.
+        grace = conf.cleanup_settings().time_limit + 15
+        print(f"Stopping the worker (up to {grace:g} s while a cleanup run finishes)...")
+        worker.terminate()
         try:
-            worker.wait(timeout=15)
+            worker.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
