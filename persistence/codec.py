@@ -119,7 +119,8 @@ def unframe(frame: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | byte
         raise StateIntegrityError(f"frame names unknown compression code {code}")
     if length > max_bytes:
         raise StateIntegrityError(
-            f"frame claims {length} bytes uncompressed, over max_state_bytes ({max_bytes})"
+            f"frame claims {length} bytes uncompressed, over max_state_bytes ({max_bytes}); "
+            "a store opened with a higher limit wrote it, or the frame is corrupt"
         )
     payload = memoryview(frame)[_HEADER.size :]
     try:
