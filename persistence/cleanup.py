@@ -31,7 +31,7 @@ from typing import Any, Literal, cast
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from persistence import StatePersistence, conf
+from persistence import OutcomeUnknownError, StatePersistence, conf
 from persistence.models import WorkerRun
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,14 @@ def _work(
         run.outcome, run.error = WorkerRun.Outcome.ERROR, str(exc)
         _count_lost(run)
         return
+    except OutcomeUnknownError:  # its advice (retry with the write_id) is for saves
+        run.outcome, run.error = (
+            WorkerRun.Outcome.ERROR,
+            (
+                "OutcomeUnknownError: the connection failed during a batch, which may or may not "
+                "have been applied; the next run finishes the job"
+            ),
+        )
     except Exception as exc:  # recorded for the operator, then the run ends
         run.outcome, run.error = WorkerRun.Outcome.ERROR, f"{type(exc).__name__}: {exc}"
     _finish(run)

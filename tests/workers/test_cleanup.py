@@ -276,3 +276,22 @@ def test_a_lost_django_database_is_reported_as_it_is(mem, clock, monkeypatch) ->
     monkeypatch.setattr(cleanup, "prune_run_records", housekeeping)
     with pytest.raises(OperationalError, match="the connection is closed"):
         cleanup.run_cleanup("mem", "purge_expired", trigger="schedule")
+
+
+def test_a_batch_with_an_unknown_outcome_is_recorded_without_the_save_advice(
+    mem, clock, monkeypatch
+) -> None:
+    """OutcomeUnknownError tells a saver to retry with its write_id; a purge has none."""
+    from persistence import OutcomeUnknownError
+
+    seed(mem, clock, expired=3, live=0)
+
+    def cut(limit: int = 1000) -> int:
+        raise OutcomeUnknownError(
+            "the connection failed after a write was sent; retry with the same write_id"
+        )
+
+    monkeypatch.setattr(mem, "purge_expired", cut)
+    result = cleanup.run_cleanup("mem", "purge_expired", trigger="schedule")
+    assert result.outcome == "error" and "the next run finishes the job" in result.error
+    assert "write_id" not in result.error
