@@ -213,12 +213,10 @@ def _acquire(
             )
     except IntegrityError:
         holder = WorkerRun.objects.filter(store=store, task=task, outcome=_RUNNING).first()
-        note = (
-            f"run #{holder.pk} ({holder.trigger}, started {holder.started_at:%H:%M:%S}) "
-            "holds the lock"
-            if holder
-            else "another run held the lock"
-        )
+        note = "another run held the lock"
+        if holder:  # the time as the pages show times, in TIME_ZONE
+            started = timezone.localtime(holder.started_at)
+            note = f"run #{holder.pk} ({holder.trigger}, started {started:%H:%M:%S}) holds the lock"
         return WorkerRun.objects.create(
             outcome=WorkerRun.Outcome.BUSY,
             started_at=now,
