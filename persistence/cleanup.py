@@ -155,12 +155,10 @@ def _work(
         _count_lost(run)
         return
     except OutcomeUnknownError:  # its advice (retry with the write_id) is for saves
-        run.outcome, run.error = (
-            WorkerRun.Outcome.ERROR,
-            (
-                "OutcomeUnknownError: the connection failed during a batch, which may or may not "
-                "have been applied; the next run finishes the job"
-            ),
+        run.outcome = WorkerRun.Outcome.ERROR
+        run.error = (
+            "OutcomeUnknownError: the connection failed during a batch, which may or may not "
+            "have been applied; the next run finishes the job"
         )
     except Exception as exc:  # recorded for the operator, then the run ends
         run.outcome, run.error = WorkerRun.Outcome.ERROR, f"{type(exc).__name__}: {exc}"
