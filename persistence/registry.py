@@ -74,6 +74,8 @@ def _sqlite_options(url: str) -> dict[str, Any]:
     rather than dropped (a durability setting that quietly did nothing)."""
     options: dict[str, Any] = {}
     for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if key in options:
+            raise ValueError(f"{key} is given twice in the sqlite URL")
         if key == "synchronous":
             options[key] = value
         elif key == "busy_timeout":

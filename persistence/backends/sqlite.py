@@ -9,6 +9,7 @@ its version recorded in ``PRAGMA user_version``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import threading
@@ -150,11 +151,19 @@ class SQLiteStatePersistence(StatePersistence):
             raise ValueError("path must name a database file (use memory:// for no file)")
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be OFF, NORMAL, FULL or EXTRA")
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, int | float)
+            or not 0 <= busy_timeout < math.inf
+        ):
+            raise ValueError(
+                f"busy_timeout must be a number of seconds >= 0 (got {busy_timeout!r})"
+            )
         self.path = os.fspath(path)
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous.upper()
         self._local = threading.local()
-        self._all: list[tuple[sqlite3.Connection, threading.RLock]] = []
+        self._all: list[tuple[sqlite3.Connection, threading.RLock, int]] = []
         self._all_lock = threading.Lock()
         self._closed = False
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -205,9 +214,13 @@ class SQLiteStatePersistence(StatePersistence):
                     f"cannot open SQLite file {self.path}: {exc}"
                 ) from exc
             busy = threading.RLock()  # re-entrant: a query may run inside a transaction
-            self._local.conn, self._local.busy, self._local.pid = conn, busy, os.getpid()
+            pid = os.getpid()
             with self._all_lock:
-                self._all.append((conn, busy))
+                if self._closed:  # closed while this one opened: close() cannot see it
+                    conn.close()
+                    raise self._closed_error()
+                self._all.append((conn, busy, pid))
+            self._local.conn, self._local.busy, self._local.pid = conn, busy, pid
         return conn, self._local.busy
 
     def _transaction(self) -> _Transaction:
@@ -237,7 +250,9 @@ class SQLiteStatePersistence(StatePersistence):
         self._closed = True
         with self._all_lock:
             opened, self._all = self._all, []
-        for conn, busy in opened:
+        for conn, busy, pid in opened:
+            if pid != os.getpid():
+                continue  # the parent's, copied by a fork: its lock may be held for ever here
             with busy, contextlib.suppress(sqlite3.ProgrammingError):  # already closed: fine
                 conn.close()
 
@@ -671,21 +686,22 @@ class _Transaction:
 
     def __enter__(self) -> sqlite3.Connection:
         conn = self._conn = self._store._acquire()
-        deadline = time.monotonic() + _LOCKED_RETRY_SECONDS
-        delay = 0.005
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return conn
-            except sqlite3.OperationalError as exc:
-                if not _is_locked(exc) or time.monotonic() > deadline:
-                    self._store._release()
-                    raise BackendUnavailableError(f"SQLite {self._store.path}: {exc}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
-            except BaseException:
-                self._store._release()
-                raise
+        try:  # around the whole loop: an interrupt may come in the sleep, inside the except
+            deadline = time.monotonic() + _LOCKED_RETRY_SECONDS
+            delay = 0.005
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return conn
+                except sqlite3.OperationalError as exc:
+                    if not _is_locked(exc) or time.monotonic() > deadline:
+                        path = self._store.path
+                        raise BackendUnavailableError(f"SQLite {path}: {exc}") from exc
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.2)
+        except BaseException:
+            self._store._release()
+            raise
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         try:

@@ -150,3 +150,82 @@ def test_a_directory_that_cannot_be_made_is_reported_as_unavailable(tmp_path: Pa
     blocker.write_text("")
     with pytest.raises(BackendUnavailableError, match="cannot create the directory"):
         connect(f"sqlite:///{blocker}/state.db")
+
+
+_INTERRUPTED_WAIT = """
+import signal, sqlite3, sys, threading
+from persistence import connect
+
+path = sys.argv[1]
+store = connect("sqlite:///" + path, busy_timeout=0.01)
+store.save_with_metadata({}, "warm")
+blocker = sqlite3.connect(path)
+blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the save waits and retries
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+try:
+    store.save_with_metadata({}, "x")
+except KeyboardInterrupt:
+    pass
+closer = threading.Thread(target=store.close)
+closer.start()
+closer.join(5)
+print("closed" if not closer.is_alive() else "close() hangs")
+"""
+
+_CLOSE_IN_A_FORKED_CHILD = """
+import os, sys, threading
+from persistence import connect
+
+store = connect("sqlite:///" + sys.argv[1])
+inside, release = threading.Event(), threading.Event()
+
+def busy_thread():
+    with store._transaction():
+        inside.set()
+        release.wait()
+
+thread = threading.Thread(target=busy_thread)
+thread.start()
+inside.wait()
+pid = os.fork()
+if pid == 0:  # the child: the busy thread does not exist here, its lock stays held
+    store.close()
+    os._exit(0)
+release.set()
+thread.join()
+_, status = os.waitpid(pid, 0)
+print("child closed" if status == 0 else f"child status {status}")
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [(_INTERRUPTED_WAIT, "closed"), (_CLOSE_IN_A_FORKED_CHILD, "child closed")],
+    ids=["interrupted-while-waiting-for-the-lock", "forked-child"],
+)
+def test_close_is_not_blocked_by_a_call_that_cannot_finish(
+    tmp_path: Path, script: str, expected: str
+) -> None:
+    """A call interrupted while it waited for the write lock must not keep its connection
+    held, and a forked child must not wait for its parent's threads (which it has not)."""
+    child = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert child.stdout.strip() == expected, child.stderr[-2000:]
+
+
+def test_bad_busy_timeouts_are_refused(tmp_path: Path) -> None:
+    for value in ("nan", "inf", "-1"):
+        with pytest.raises(ValueError, match="busy_timeout must be a number of seconds"):
+            connect(f"sqlite:///{tmp_path}/t.db?busy_timeout={value}")
+    with pytest.raises(ValueError, match="synchronous is given twice"):
+        connect(f"sqlite:///{tmp_path}/t.db?synchronous=FULL&synchronous=OFF")
