@@ -4,10 +4,11 @@ Every caller goes through :func:`run_cleanup`: the Celery tasks, the management 
 and, through the queue, "Run now" on the dashboard. A run
 
 - takes the (store, task) lock: a ``running`` WorkerRun row, unique per (store, task) by a
-  partial unique constraint, so it holds across processes and hosts that share Django's
-  database. A run that finds the lock taken records ``busy`` and does nothing. A holder that
-  stops making progress for STATEHUB_CLEANUP_LOCK_TIMEOUT seconds (its worker was killed) is
-  marked ``error`` and its lock taken over;
+  partial unique constraint, so it holds across the processes that share Django's database
+  (and across hosts when that database is PostgreSQL). A run that finds the lock taken records
+  ``busy`` and does nothing. A holder that makes no progress for STATEHUB_CLEANUP_LOCK_TIMEOUT
+  seconds (its worker was killed, or one batch blocked that long) is marked ``error`` and its
+  lock taken over, and so is a holder whose own message is delivered again;
 - calls the store's ``purge_expired`` / ``prune_versions`` with ``limit=batch_size`` until one
   returns 0 or the time budget is spent (the rest waits for the next run), recording progress
   after every batch (the heartbeat the lock's expiry reads, and the workers page's live view);
@@ -35,6 +36,10 @@ from persistence import OutcomeUnknownError, StatePersistence, conf
 from persistence.models import WorkerRun
 
 log = logging.getLogger(__name__)
+_LOCK_LOST = (
+    "lock lost after {batches} batches: a batch took longer than the lock timeout, or this "
+    "run's message was delivered again; the run that took the lock over goes on"
+)
 
 TaskName = Literal["purge_expired", "prune_versions"]
 Trigger = Literal["schedule", "manual", "command"]
@@ -227,18 +232,21 @@ def _acquire(
 
 def _release_abandoned(store: str, task: str, now: Any, lock_timeout: float, task_id: str) -> None:
     held = WorkerRun.objects.filter(store=store, task=task, outcome=_RUNNING)
+    _lost(held, now, lock_timeout)
     if task_id:
-        # Our own message delivered again: the broker hands it out again only once the worker
-        # that had it is gone (killed, its connection dropped), usually long before its
-        # heartbeat goes stale. Waiting for that would record this delivery as busy and leave
-        # the job undone. (Were that worker alive after all, its next heartbeat finds the lock
-        # lost and it stops after the batch it is in.)
+        # Our own message delivered again: the broker hands a message out again when the
+        # worker that had it died, and also when only its connection to the broker dropped
+        # (RabbitMQ requeues at once, Redis on reconnecting) while the run goes on. Waiting
+        # for the heartbeat to go stale would record this delivery busy and, in the first
+        # case, leave the job undone; taking over costs the second case one batch done twice
+        # (the store calls are idempotent: nothing is removed or counted twice), after which
+        # the first run finds its lock lost at its next heartbeat and stops.
         held.filter(task_id=task_id).update(
             outcome=WorkerRun.Outcome.ERROR,
             finished_at=now,
-            error="worker lost: its message was delivered again; lock taken over",
+            error="lock taken over: its message was delivered again (its worker died or "
+            "lost the broker)",
         )
-    _lost(held, now, lock_timeout)
 
 
 def _lost(running: Any, now: Any, lock_timeout: float) -> None:
@@ -247,7 +255,7 @@ def _lost(running: Any, now: Any, lock_timeout: float) -> None:
     running.filter(heartbeat_at__lt=cutoff).update(
         outcome=WorkerRun.Outcome.ERROR,
         finished_at=now,
-        error=f"worker lost: no progress for over {lock_timeout:g} s; lock taken over",
+        error=f"worker lost: no progress for over {lock_timeout:g} s",
     )
 
 
@@ -257,10 +265,7 @@ def _heartbeat(run: WorkerRun) -> None:
         heartbeat_at=run.heartbeat_at, removed=run.removed, batches=run.batches
     )
     if not updated:
-        raise LockLost(
-            f"lock lost after {run.batches} batches: the run stalled past the lock timeout "
-            "and another run took over"
-        )
+        raise LockLost(_LOCK_LOST.format(batches=run.batches))
 
 
 def _finish(run: WorkerRun) -> None:
@@ -277,7 +282,7 @@ def _finish(run: WorkerRun) -> None:
     )
     if not finished:  # taken over during the last batch: say so, as the row does
         run.outcome = WorkerRun.Outcome.ERROR
-        run.error = f"lock lost after {run.batches} batches: another run took over"
+        run.error = _LOCK_LOST.format(batches=run.batches)
         _count_lost(run)
 
 

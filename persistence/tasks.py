@@ -6,8 +6,8 @@ when there are workers for it and a slow store never delays the others.
 
 The per-store tasks are ``acks_late`` with ``reject_on_worker_lost``: a worker that dies
 mid-run leaves its message to be delivered again, and the store operations are idempotent, so
-the second delivery finishes the job. The lock in cleanup keeps deliveries of the same
-(store, task) from overlapping.
+the second delivery finishes the job (it takes over the lock its own message's first run
+held). The lock in cleanup keeps different runs of the same (store, task) from overlapping.
 """
 
 from __future__ import annotations
