@@ -351,12 +351,14 @@ class StatePersistence(ABC):
     # ------------------------------------------------------------------ deleting
 
     def delete_version(self, state_id: str, version: int) -> bool:
-        """Delete one version; True if it existed. Deleting the last version deletes the state."""
+        """Delete one version; True if it existed in a live state. Deleting the last version
+        deletes the state."""
         with self.op_stats.timed("delete_version"):
             return self._delete_version(check.state_id(state_id), check.stored_version(version))
 
     def delete_state(self, state_id: str) -> bool:
-        """Delete a state with all its versions and checkpoints; True if it existed."""
+        """Delete a state with all its versions and checkpoints; True if it was live (an
+        expired state not purged yet is removed too, and reports False, as absent)."""
         with self.op_stats.timed("delete_state"):
             return self._delete_state(check.state_id(state_id))
 
@@ -721,11 +723,13 @@ class StatePersistence(ABC):
         """Kept versions, oldest first, frames may be empty."""
 
     @abstractmethod
-    def _delete_version(self, state_id: str, version: int) -> bool: ...
+    def _delete_version(self, state_id: str, version: int) -> bool:
+        """Remove one version of a live state (an expired one: nothing); whether it was there."""
 
     @abstractmethod
     def _delete_state(self, state_id: str) -> bool:
-        """Remove the state, its versions and its checkpoints."""
+        """Remove the state, its versions and its checkpoints, expired or not; whether it was
+        live."""
 
     @abstractmethod
     def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float) -> list[str]:
