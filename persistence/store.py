@@ -57,7 +57,9 @@ from persistence.types import (
 
 ROLLBACK_KEY = "statehub.rollback_of"
 _COMPRESSION = {kind.value: kind for kind in CompressionType}
-log = logging.getLogger(__name__)
+# Named as the original product description's debug example names it ("recoagent.state
+# .persistence" there): getLogger("persistence.persistence").setLevel(DEBUG) shows each save.
+log = logging.getLogger("persistence.persistence")
 _SAVE_ITEM_KEYS = frozenset(
     {"state_id", "state", "version", "tags", "ttl_seconds", "metadata", "write_id"}
 )

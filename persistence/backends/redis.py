@@ -40,6 +40,7 @@ from persistence.errors import (
     PersistenceError,
     VersionConflictError,
 )
+from persistence.sizes import ByteCount
 from persistence.store import (
     CheckpointRow,
     ReadResult,
@@ -553,6 +554,8 @@ class RedisStatePersistence(StatePersistence):
             "evicted_keys",
         )
         figures = {name: info[name] for name in fields if name in info}
+        if "used_memory" in figures:
+            figures["used_memory"] = ByteCount(figures["used_memory"])
         return {"redis_info": {**figures, "keyspace": keyspace, "namespace": self.namespace}}
 
     # -- lifecycle
