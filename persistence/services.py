@@ -54,17 +54,19 @@ def rollback_state(
     reason: str = "",
     *,
     store_name: str = "",
+    write_id: str | None = None,
 ) -> StateMetadata:
     """Write a new version equal to ``version``, recording who did it and why.
 
-    Raises StateNotFoundError / VersionPrunedError when the target is gone.
+    Raises StateNotFoundError / VersionPrunedError when the target is gone. A ``write_id``
+    already used for this state returns the version it wrote instead of writing another.
     """
     where = {"store": _store_name(store, store_name), "state_id": state_id, "reason": reason}
     with audited(Action.ROLLBACK, user, "operator", version=version, **where) as details:
         metadata: dict[str, Any] = {"by": _actor(user)}
         if reason:
             metadata["reason"] = reason
-        meta = store.rollback(state_id, version, metadata=metadata)
+        meta = store.rollback(state_id, version, metadata=metadata, write_id=write_id)
         details["new_version"] = meta.version
     return meta
 

@@ -9,6 +9,7 @@ Every page is a full page that also answers HTMX requests with a partial of the 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial, wraps
@@ -262,6 +263,7 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
                 target,
                 form.cleaned_data["reason"],
                 store_name=hub.name,
+                write_id=form.cleaned_data["write_id"] or None,
             )
         except (StateNotFoundError, VersionPrunedError, StateIntegrityError) as exc:
             messages.error(request, f"Rollback failed: {exc}")
@@ -288,6 +290,7 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         "form": form,
         "target": target,
         "latest": versions[-1],
+        "write_id": request.POST.get("write_id") or uuid.uuid4().hex,
     }
     # The target is read on its own (the diff may be cached, or fail on a corrupt latest
     # version, which is exactly when rolling back matters): only a corrupt target hides the button.

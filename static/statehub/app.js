@@ -126,7 +126,12 @@
   document.addEventListener("keydown", function (evt) {
     if (evt.ctrlKey || evt.metaKey || evt.altKey) return;
     var dialog = document.getElementById("shortcuts");
-    if (evt.key === "Escape" && typing(document.activeElement)) { document.activeElement.blur(); return; }
+    if (evt.key === "Escape" && typing(document.activeElement)) {
+      // A search field clears itself on Esc (and fires htmx's "search" trigger): leave it as typed.
+      evt.preventDefault();
+      document.activeElement.blur();
+      return;
+    }
     if (typing(evt.target)) return;
     if (evt.key === "/") {
       var search = document.querySelector("[data-search]");

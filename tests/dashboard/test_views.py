@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -341,6 +342,42 @@ def test_rollback_writes_a_new_version(client: Client, store: StatePersistence) 
     assert meta.metadata["statehub.rollback_of"] == 1
     page = client.get(response["Location"]).content.decode()
     assert "Rolled back to version 1" in page and "rollback of v1" in page
+
+
+def test_the_same_rollback_form_sent_twice_writes_once(
+    client: Client, store: StatePersistence
+) -> None:
+    """A stale confirmation page (Back after a rollback) or a resubmission carries the
+    form's write_id: the second POST finds the version the first wrote, nothing more."""
+    seed(store)
+    form = client.get(url("rollback", "run-1"), {"to": 1}).content.decode()
+    write_id = re.search(r'name="write_id" value="([0-9a-f]{32})"', form)
+    assert write_id is not None
+    fields = {"version": 1, "write_id": write_id.group(1)}
+    for _ in range(2):
+        assert client.post(url("rollback", "run-1"), fields).status_code == 302
+    assert [m.version for m in store.list_versions("run-1")] == [1, 2, 3, 4]
+    another = client.get(url("rollback", "run-1"), {"to": 1}).content.decode()
+    assert write_id.group(1) not in another  # a fresh page is a new rollback
+
+
+def test_pages_are_not_kept_in_caches(client: Client, store: StatePersistence) -> None:
+    """State data is not for shared caches, and Back must not show a cached confirmation."""
+    seed(store)
+    for name, args, query in [("states", (), {}), ("rollback", ("run-1",), {"to": 1})]:
+        response = client.get(url(name, *args), query)
+        assert "no-store" in response["Cache-Control"]
+
+
+def test_no_htmx_debug_helper_replaces_the_page_under_debug(
+    client: Client, store: StatePersistence, settings: Any
+) -> None:
+    """django-htmx's debug script (DEBUG only) swaps any 4xx answer in as the whole page;
+    the 404s and 503s the dashboard shows in place need htmx's own handling."""
+    settings.DEBUG = True
+    html = client.get(url("states")).content.decode()
+    assert "htmx-2.min.js" in html and "django-htmx.js" not in html
+    assert '"historyCacheSize":0' in html  # Back asks the server, not a stale copy
 
 
 def test_rollback_over_htmx_redirects_the_page(client: Client, store: StatePersistence) -> None:

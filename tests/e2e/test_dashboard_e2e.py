@@ -31,6 +31,13 @@ def test_search_filter_and_keyboard(e2e_store: StatePersistence, page: Any) -> N
     page.wait_for_function("document.querySelectorAll('#rows tbody [data-row-link]').length == 1")
     assert rows(page) == ["session-1"]
 
+    # Esc leaves the search box as typed (a search field would clear itself and list all).
+    page.keyboard.press("Escape")
+    assert page.evaluate("document.activeElement.id") != "q"
+    assert page.input_value("#q") == "sess"
+    page.wait_for_timeout(600)  # longer than the search's debounce: no request went out
+    assert rows(page) == ["session-1"] and "q=sess" in page.url
+
     # Tag filter: add a tag, press Enter.
     page.fill("#q", "")
     page.keyboard.press("Escape")
