@@ -37,6 +37,13 @@
     var btn = evt.target.closest("[data-dismiss]");
     if (btn) btn.closest(".msg").remove();
   });
+  // An error stays until dismissed, or until the next page loads fine: then it is stale (the
+  // store is back) and would only mislead. Polls and other partial updates leave it be.
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var target = evt.detail.target;
+    if (!evt.detail.successful || !target || target.id !== "main") return;
+    document.querySelectorAll("#toasts .msg-error").forEach(function (el) { el.remove(); });
+  });
 
   // ---------------------------------------------------------------- theme
   function currentTheme() {

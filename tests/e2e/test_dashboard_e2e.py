@@ -107,3 +107,17 @@ def test_open_diff_rollback_and_delete(e2e_store: StatePersistence, page: Any) -
     page.wait_for_url(re.compile(r"/state/agent-1$"))
     page.wait_for_selector("text=Deleted version 2")
     assert [v.version for v in e2e_store.list_versions("agent-1")] == [1, 3, 4]
+
+
+def test_an_error_message_goes_once_the_next_page_loads(
+    e2e_store: StatePersistence, page: Any
+) -> None:
+    """A failed request leaves an error message; a page that then loads fine means it is stale
+    (the store is back, the state was found), so it goes. A poll would not clear it."""
+    seed(e2e_store)
+    page.goto(f"{page.base}/s/default/")
+    page.evaluate("htmx.ajax('GET', '/s/default/state/no-such-state', '#main')")
+    page.wait_for_selector("#toasts .msg-error")
+    page.evaluate("htmx.ajax('GET', '/s/default/', '#main')")
+    page.wait_for_selector("#rows")
+    page.wait_for_function("document.querySelectorAll('#toasts .msg-error').length == 0")
