@@ -313,12 +313,17 @@ def delete_version(request: HttpRequest, hub: Hub, state_id: str) -> HttpRespons
     number = _version(request.POST.get("version") or request.GET.get("v"))
     meta = next((v for v in versions if v.version == number), None)
     if meta is None:
-        return not_found(request, hub, f"State “{state_id}” has no version {number or '?'}.")
+        return not_found(
+            request,
+            hub,
+            f"State “{state_id}” has no version {number or '?'} (now): it may have just been "
+            "deleted or pruned, from another page or by a worker.",
+        )
     form = DeleteVersionForm(
         request.POST if request.method == "POST" else None, initial={"version": number}
     )
     if form.is_valid():
-        services.delete_version(
+        existed = services.delete_version(
             hub.store,
             request.user,
             state_id,
@@ -326,6 +331,9 @@ def delete_version(request: HttpRequest, hub: Hub, state_id: str) -> HttpRespons
             form.cleaned_data["reason"],
             store_name=hub.name,
         )
+        if not existed:  # gone between the listing above and the delete
+            messages.info(request, f"Version {meta.version} was already gone: nothing deleted.")
+            return _done(request, _state_url(hub, state_id))
         if len(versions) == 1:
             messages.success(
                 request,

@@ -427,6 +427,21 @@ def test_delete_version(client: Client, store: StatePersistence) -> None:
     assert [v.version for v in store.list_versions("run-1")] == [1, 3]
 
 
+def test_a_delete_that_another_page_won_says_so(
+    client: Client, store: StatePersistence, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two pages delete the same version: the second learns it was already gone, whether the
+    first finished before its listing (404) or between its listing and its delete."""
+    seed(store)
+    assert client.post(url("delete_version", "run-1"), {"version": 2}).status_code == 302
+    late = client.post(url("delete_version", "run-1"), {"version": 2})
+    assert late.status_code == 404 and "may have just been deleted" in late.content.decode()
+
+    monkeypatch.setattr(store, "delete_version", lambda state_id, version: False)  # the race
+    raced = client.post(url("delete_version", "run-1"), {"version": 3}, follow=True)
+    assert "Version 3 was already gone: nothing deleted." in raced.content.decode()
+
+
 def test_deleting_the_last_version_deletes_the_state(
     client: Client, store: StatePersistence
 ) -> None:
