@@ -267,6 +267,8 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
             )
         except (StateNotFoundError, VersionPrunedError, StateIntegrityError) as exc:
             messages.error(request, f"Rollback failed: {exc}")
+            if isinstance(exc, VersionPrunedError):  # the state's page shows what is kept now
+                return _done(request, _state_url(hub, state_id))
         else:
             messages.success(
                 request, f"Rolled back to version {target}: new version {meta.version} written."

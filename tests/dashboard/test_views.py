@@ -380,6 +380,25 @@ def test_no_htmx_debug_helper_replaces_the_page_under_debug(
     assert '"historyCacheSize":0' in html  # Back asks the server, not a stale copy
 
 
+def test_a_rollback_target_pruned_meanwhile_leads_to_the_state_page(
+    client: Client, store: StatePersistence, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One message and the state's page with what it keeps now, not a second 404 page whose
+    only way out is the list of states."""
+    from persistence import VersionPrunedError
+
+    seed(store)
+
+    def pruned(state_id: str, version: int, **_: Any) -> Any:
+        raise VersionPrunedError(state_id, version, 3)
+
+    monkeypatch.setattr(store, "rollback", pruned)
+    response = client.post(url("rollback", "run-1"), {"version": 1}, follow=True)
+    html = response.content.decode()
+    assert response.redirect_chain == [(url("state", "run-1"), 302)]
+    assert html.count("Rollback failed:") == 1 and "oldest version kept is 3" in html
+
+
 def test_rollback_over_htmx_redirects_the_page(client: Client, store: StatePersistence) -> None:
     seed(store)
     response = client.post(url("rollback", "run-1"), {"version": 2}, headers=htmx())
