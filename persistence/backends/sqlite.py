@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -188,14 +189,14 @@ class SQLiteStatePersistence(StatePersistence):
         return conn
 
     def _release(self) -> None:
-        self._local.busy.release()
+        self._local.held.busy.release()
 
     def _local_conn(self) -> tuple[sqlite3.Connection, threading.RLock]:
         if self._closed:
             raise self._closed_error()
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        held: _Held | None = getattr(self._local, "held", None)
         # A connection must not cross a fork: the child opens its own.
-        if conn is None or self._local.pid != os.getpid():
+        if held is None or held.pid != os.getpid():
             try:
                 conn = sqlite3.connect(
                     self.path,
@@ -214,14 +215,17 @@ class SQLiteStatePersistence(StatePersistence):
                     f"cannot open SQLite file {self.path}: {exc}"
                 ) from exc
             busy = threading.RLock()  # re-entrant: a query may run inside a transaction
-            pid = os.getpid()
+            entry = (conn, busy, os.getpid())
             with self._all_lock:
                 if self._closed:  # closed while this one opened: close() cannot see it
                     conn.close()
                     raise self._closed_error()
-                self._all.append((conn, busy, pid))
-            self._local.conn, self._local.busy, self._local.pid = conn, busy, pid
-        return conn, self._local.busy
+                self._all.append(entry)
+            held = self._local.held = _Held(*entry)
+            # The thread's locals go when it ends, and this with them: a server that starts a
+            # thread per request (runserver) would otherwise keep one open file per request.
+            weakref.finalize(held, _drop_connection, self._all, self._all_lock, entry)
+        return held.conn, held.busy
 
     def _transaction(self) -> _Transaction:
         """BEGIN IMMEDIATE ... COMMIT, retried while another process holds the write lock."""
@@ -673,6 +677,34 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+class _Held:
+    """One thread's connection, with the lock ``close`` waits on and the process it belongs to."""
+
+    __slots__ = ("__weakref__", "busy", "conn", "pid")
+
+    def __init__(self, conn: sqlite3.Connection, busy: threading.RLock, pid: int) -> None:
+        self.conn, self.busy, self.pid = conn, busy, pid
+
+
+def _drop_connection(
+    opened: list[tuple[sqlite3.Connection, threading.RLock, int]],
+    lock: threading.Lock,
+    entry: tuple[sqlite3.Connection, threading.RLock, int],
+) -> None:
+    """Close the connection of a thread that ended, unless close() has taken it already."""
+    with lock:
+        if entry not in opened:
+            return
+        opened.remove(entry)
+    conn, busy, pid = entry
+    if pid == os.getpid() and busy.acquire(blocking=False):  # a thread that died mid-call: leave it
+        try:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        finally:
+            busy.release()
+
+
 class _Transaction:
     """``with store._transaction() as conn``: BEGIN IMMEDIATE, then COMMIT or ROLLBACK.
 
@@ -700,18 +732,36 @@ class _Transaction:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.2)
         except BaseException:
+            # An interrupt raised as BEGIN returns (SQLite waited for the lock in C) leaves a
+            # transaction open: end it, or this connection would hold the write lock for good.
+            _rollback(conn)
             self._store._release()
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
         try:
             if exc_type is None:
                 try:
                     self._conn.execute("COMMIT")
                     return
+                except sqlite3.Error as exc:
+                    _rollback(self._conn)
+                    raise BackendUnavailableError(f"SQLite {self._store.path}: {exc}") from exc
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    _rollback(self._conn)
                     raise
-            self._conn.execute("ROLLBACK")
+            _rollback(self._conn)
+            if isinstance(error, sqlite3.OperationalError):  # a full disk, an I/O error
+                raise BackendUnavailableError(f"SQLite {self._store.path}: {error}") from error
         finally:
             self._store._release()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """ROLLBACK if a transaction is open; never in the way of the error that led here (SQLite
+    may have rolled back by itself already: a full disk, an I/O error)."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

@@ -3,9 +3,12 @@ that something outside the store rewrote with another SQLite type."""
 
 from __future__ import annotations
 
+import gc
+import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -229,3 +232,75 @@ def test_bad_busy_timeouts_are_refused(tmp_path: Path) -> None:
             connect(f"sqlite:///{tmp_path}/t.db?busy_timeout={value}")
     with pytest.raises(ValueError, match="synchronous is given twice"):
         connect(f"sqlite:///{tmp_path}/t.db?synchronous=FULL&synchronous=OFF")
+
+
+_INTERRUPTED_AS_BEGIN_RETURNS = """
+import signal, sqlite3, sys, threading, time
+from persistence import connect
+
+path = sys.argv[1]
+store = connect("sqlite:///" + path, busy_timeout=5)
+store.save_with_metadata({}, "warm")
+blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+blocker.execute("BEGIN IMMEDIATE")
+threading.Timer(0.6, lambda: blocker.execute("COMMIT")).start()
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.3)  # while SQLite waits for the lock, in C
+try:
+    store.save_with_metadata({}, "x")
+except KeyboardInterrupt:
+    pass
+other = sqlite3.connect(path, timeout=1, isolation_level=None)
+other.execute("BEGIN IMMEDIATE")  # the write lock is free again
+other.execute("ROLLBACK")
+store.save_with_metadata({"after": True}, "x")
+print("free")
+"""
+
+
+def test_an_interrupt_as_the_write_lock_is_granted_leaves_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    """SQLite waits for the write lock inside C; a signal raised as it returns must not leave
+    the connection holding the lock (every other writer would be locked out)."""
+    child = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_AS_BEGIN_RETURNS, str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert child.stdout.strip() == "free", child.stderr[-2000:]
+
+
+def test_a_thread_that_ends_closes_its_connection(tmp_path: Path) -> None:
+    """A server that starts a thread per request (runserver) must not keep one open file per
+    request: a thread's connection goes with the thread."""
+    store = connect(f"sqlite:///{tmp_path}/threads.db")
+    store.save_with_metadata({}, "s")
+    for _ in range(50):
+        thread = threading.Thread(target=store.load_with_metadata, args=("s",))
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert len(store._all) <= 1  # type: ignore[attr-defined]  # the main thread's, if any
+    assert store.load_with_metadata("s") is not None
+    store.close()
+
+
+def test_a_full_disk_is_reported_as_unavailable_and_writes_nothing(tmp_path: Path) -> None:
+    store = connect(f"sqlite:///{tmp_path}/full.db")
+    store.save_with_metadata({"v": 1}, "s")
+    raw = sqlite3.connect(tmp_path / "full.db")
+    pages = raw.execute("PRAGMA page_count").fetchone()[0]
+    raw.close()
+    store._query(f"PRAGMA max_page_count = {pages}")  # type: ignore[attr-defined]
+    with pytest.raises(BackendUnavailableError, match="full"):
+        store.save_with_metadata({"big": os.urandom(200_000).hex()}, "s")
+    loaded = store.load_with_metadata("s")
+    assert loaded is not None and loaded[0] == {"v": 1} and loaded[1].version == 1
+    store.close()
