@@ -69,7 +69,7 @@ class RollbackForm(ReasonForm):
     version = forms.IntegerField(min_value=1, max_value=check.MAX_STORED_VERSION)
     # One per rendered form: the same form sent twice (a stale page, a resubmission) is one
     # rollback, as the store's write_id makes it.
-    write_id = forms.CharField(required=False, max_length=check.MAX_WRITE_ID)
+    write_id = forms.RegexField(regex=r"\A[0-9a-f]{32}\Z", required=False)
 
 
 class DeleteVersionForm(ReasonForm):

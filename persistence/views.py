@@ -267,12 +267,20 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
             )
         except (StateNotFoundError, VersionPrunedError, StateIntegrityError) as exc:
             messages.error(request, f"Rollback failed: {exc}")
-            if isinstance(exc, VersionPrunedError):  # the state's page shows what is kept now
+            if not isinstance(exc, StateIntegrityError):  # gone: the state's page shows what is
                 return _done(request, _state_url(hub, state_id))
         else:
-            messages.success(
-                request, f"Rolled back to version {target}: new version {meta.version} written."
-            )
+            if meta.version <= versions[-1].version:  # this form's write_id was used before
+                messages.info(
+                    request,
+                    f"This rollback to version {target} was already done, as version "
+                    f"{meta.version}; nothing was written now. The state may have changed since.",
+                )
+            else:
+                messages.success(
+                    request,
+                    f"Rolled back to version {target}: new version {meta.version} written.",
+                )
             return _done(request, _state_url(hub, state_id))
     target = _version(request.POST.get("version") or request.GET.get("to"))
     if target is None:

@@ -354,11 +354,17 @@ def test_the_same_rollback_form_sent_twice_writes_once(
     write_id = re.search(r'name="write_id" value="([0-9a-f]{32})"', form)
     assert write_id is not None
     fields = {"version": 1, "write_id": write_id.group(1)}
-    for _ in range(2):
-        assert client.post(url("rollback", "run-1"), fields).status_code == 302
-    assert [m.version for m in store.list_versions("run-1")] == [1, 2, 3, 4]
+    first = client.post(url("rollback", "run-1"), fields, follow=True).content.decode()
+    assert "new version 4 written" in first
+    store.save_with_metadata({"step": 99}, "run-1")  # the state moves on meanwhile
+    again = client.post(url("rollback", "run-1"), fields, follow=True).content.decode()
+    assert "already done, as version 4; nothing was written now" in again
+    assert [m.version for m in store.list_versions("run-1")] == [1, 2, 3, 4, 5]
     another = client.get(url("rollback", "run-1"), {"to": 1}).content.decode()
     assert write_id.group(1) not in another  # a fresh page is a new rollback
+    forged = client.post(url("rollback", "run-1"), {"version": 1, "write_id": "a\x01b"})
+    assert forged.status_code == 200 and "Enter a valid value" in forged.content.decode()
+    assert len(store.list_versions("run-1")) == 5
 
 
 def test_pages_are_not_kept_in_caches(client: Client, store: StatePersistence) -> None:
@@ -377,7 +383,7 @@ def test_no_htmx_debug_helper_replaces_the_page_under_debug(
     settings.DEBUG = True
     html = client.get(url("states")).content.decode()
     assert "htmx-2.min.js" in html and "django-htmx.js" not in html
-    assert '"historyCacheSize":0' in html  # Back asks the server, not a stale copy
+    assert '"historyCacheSize":0,"refreshOnHistoryMiss":true' in html  # Back asks the server
 
 
 def test_a_rollback_target_pruned_meanwhile_leads_to_the_state_page(
@@ -397,6 +403,7 @@ def test_a_rollback_target_pruned_meanwhile_leads_to_the_state_page(
     html = response.content.decode()
     assert response.redirect_chain == [(url("state", "run-1"), 302)]
     assert html.count("Rollback failed:") == 1 and "oldest version kept is 3" in html
+    assert "Roll back to v1" not in html  # no button offering the gone version again
 
 
 def test_rollback_over_htmx_redirects_the_page(client: Client, store: StatePersistence) -> None:

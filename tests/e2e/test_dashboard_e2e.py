@@ -121,3 +121,21 @@ def test_an_error_message_goes_once_the_next_page_loads(
     page.evaluate("htmx.ajax('GET', '/s/default/', '#main')")
     page.wait_for_selector("#rows")
     page.wait_for_function("document.querySelectorAll('#toasts .msg-error').length == 0")
+
+
+def test_back_to_a_page_whose_version_is_gone_shows_why(
+    e2e_store: StatePersistence, page: Any
+) -> None:
+    """Back asks the server (no htmx history copies) and shows its answer even when it is a
+    404: the version deleted meanwhile, not the page that was on screen before."""
+    seed(e2e_store)
+    page.goto(f"{page.base}/s/default/delete-version/agent-1?v=2")
+    page.wait_for_selector("text=Delete v2")
+    page.click("nav.crumbs >> text=States")
+    page.wait_for_url(re.compile(r"/s/default/$"))
+    page.wait_for_selector("#rows")
+    assert e2e_store.delete_version("agent-1", 2)
+    page.go_back()
+    page.wait_for_url(re.compile(r"delete-version/agent-1\?v=2$"))
+    page.wait_for_selector("text=may have just been deleted")
+    assert page.locator("#rows").count() == 0
