@@ -37,8 +37,8 @@ from persistence.models import WorkerRun
 
 log = logging.getLogger(__name__)
 _LOCK_LOST = (
-    "lock lost after {batches} batches: a batch took longer than the lock timeout, or this "
-    "run's message was delivered again; the run that took the lock over goes on"
+    "lock lost after {batches} batches: a batch took longer than the lock timeout (so the run "
+    "was taken for dead), or this run's message was delivered again"
 )
 
 TaskName = Literal["purge_expired", "prune_versions"]
@@ -281,8 +281,9 @@ def _finish(run: WorkerRun) -> None:
         error=run.error,
     )
     if not finished:  # taken over during the last batch: say so, as the row does
+        lost = _LOCK_LOST.format(batches=run.batches)
+        run.error = f"{run.error}; then {lost}" if run.error else lost
         run.outcome = WorkerRun.Outcome.ERROR
-        run.error = _LOCK_LOST.format(batches=run.batches)
         _count_lost(run)
 
 

@@ -23,7 +23,7 @@ _UNITS = {
     "tb": 1024**4,
     "tib": 1024**4,
 }
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.IGNORECASE | re.ASCII)
 
 
 def parse_size(text: str) -> float:
@@ -40,6 +40,18 @@ class ByteCount(int):
     ``if used_memory > "100MB":`` means what it says instead of raising TypeError."""
 
     __slots__ = ()
+    __hash__ = int.__hash__  # equal to the same int, so hashed as it
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, str):
+            return super().__eq__(other)
+        try:
+            return int(self) == parse_size(other)
+        except ValueError:  # not a size: simply not equal (== does not raise)
+            return False
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
 
     def __lt__(self, other: Any) -> bool:
         return bool(int(self) < _bytes(other))

@@ -159,6 +159,38 @@ def test_a_run_whose_lock_is_taken_over_stops_and_its_removals_stay_counted(
     assert (row.outcome, row.removed, row.error) == ("error", removed, "worker lost")
 
 
+def test_a_stale_row_of_a_redelivered_message_says_its_worker_was_lost(mem, clock) -> None:
+    """The stale heartbeat is looked at first: a row both stale and of this message's first
+    delivery was lost as any dead worker's was."""
+    seed(mem, clock, expired=2, live=0)
+    stale = timezone.now() - timedelta(seconds=61)
+    dead = WorkerRun.objects.create(
+        store="mem",
+        task="purge_expired",
+        trigger="schedule",
+        task_id="msg-9",
+        started_at=stale,
+        heartbeat_at=stale,
+    )
+    result = cleanup.run_cleanup("mem", "purge_expired", trigger="schedule", task_id="msg-9")
+    assert result.outcome == "ok"
+    dead.refresh_from_db()
+    assert dead.error == "worker lost: no progress for over 60 s"
+
+
+def test_a_run_that_fails_and_loses_its_lock_keeps_its_own_error(mem, clock, monkeypatch) -> None:
+    seed(mem, clock, expired=3, live=0)
+
+    def down(limit: int = 1000) -> int:
+        WorkerRun.objects.filter(outcome="running").update(outcome="error", error="worker lost")
+        raise ConnectionError("store down")
+
+    monkeypatch.setattr(mem, "purge_expired", down)
+    result = cleanup.run_cleanup("mem", "purge_expired", trigger="schedule")
+    assert result.outcome == "error"
+    assert result.error.startswith("ConnectionError: store down; then lock lost")
+
+
 def test_run_record_holds_times_counts_and_trigger(mem, clock) -> None:
     seed(mem, clock, expired=9, live=1)
     result = cleanup.run_cleanup(
