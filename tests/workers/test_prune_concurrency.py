@@ -30,6 +30,7 @@ def test_concurrent_saves_during_prune_lose_nothing(store_url: str, settings: An
     store = conf.get_store("s")
     written: dict[str, list[int]] = {}
     errors: list[BaseException] = []
+    overlapped = 0  # batches that removed versions while writers were still saving
 
     def writer(t: int) -> None:
         try:
@@ -39,13 +40,16 @@ def test_concurrent_saves_during_prune_lose_nothing(store_url: str, settings: An
                     meta = store.save_with_metadata({"t": t, "n": n}, sid)
                     written.setdefault(sid, []).append(meta.version)
                 time.sleep(0.002)  # yield, so prune batches interleave with the saves
+                if n == SAVES // 2:  # halfway, make sure prunes ran among the saves (on a
+                    deadline = time.monotonic() + 30  # loaded machine they could all come late)
+                    while overlapped < 2 and time.monotonic() < deadline:
+                        time.sleep(0.005)
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(THREADS)]
     for thread in threads:
         thread.start()
-    overlapped = 0  # batches that removed versions while writers were still saving
 
     def count(progress: cleanup.Progress) -> None:
         nonlocal overlapped
