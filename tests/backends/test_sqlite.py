@@ -89,6 +89,18 @@ def test_a_payload_rewritten_as_text_is_reported_corrupt(tmp_path: Path, text: b
     assert loaded is not None and loaded[0] == {"step": 1}  # the rest of the store still reads
 
 
+def _run_child(script: str, db: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a Python of its own with ``db`` as its argument: a crash or a hang
+    there fails only the test that asked for it."""
+    return subprocess.run(
+        [sys.executable, "-c", script, str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
 _CLOSE_UNDER_LOAD = """
 import sys, threading, time
 from persistence import BackendUnavailableError, connect
@@ -123,13 +135,7 @@ def test_close_while_other_threads_are_mid_call_ends_them_cleanly(tmp_path: Path
     sqlite3 (a segfault): close waits for each call in flight, and the calls after it are
     refused with the closed store's error. Run in a child so a crash fails only this test."""
     for attempt in range(3):  # the crash it guards against came in 3 of 3 runs with 4 threads
-        child = subprocess.run(
-            [sys.executable, "-c", _CLOSE_UNDER_LOAD, str(tmp_path / f"close{attempt}.db")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        child = _run_child(_CLOSE_UNDER_LOAD, tmp_path / f"close{attempt}.db")
         assert child.returncode == 0, child.stderr[-2000:]
         assert child.stdout.strip() == str(["closed"] * 4)
 
@@ -216,13 +222,7 @@ def test_close_is_not_blocked_by_a_call_that_cannot_finish(
 ) -> None:
     """A call interrupted while it waited for the write lock must not keep its connection
     held, and a forked child must not wait for its parent's threads (which it has not)."""
-    child = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "x.db")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    child = _run_child(script, tmp_path / "x.db")
     assert child.stdout.strip() == expected, child.stderr[-2000:]
 
 
@@ -267,13 +267,7 @@ def test_an_interrupt_as_the_write_lock_is_granted_leaves_no_transaction_open(
 ) -> None:
     """SQLite waits for the write lock inside C; a signal raised as it returns must not leave
     the connection holding the lock (every other writer would be locked out)."""
-    child = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_AS_BEGIN_RETURNS, str(tmp_path / "x.db")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    child = _run_child(_INTERRUPTED_AS_BEGIN_RETURNS, tmp_path / "x.db")
     assert child.stdout.strip() == "free", child.stderr[-2000:]
 
 
