@@ -164,11 +164,9 @@ def _parse_url(url: str, shown: str) -> dict[str, Any]:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
         raise ValueError(f"invalid Redis URL {shown!r}: {exc}") from exc
-    if (
-        parts.scheme in ("redis", "rediss")
-        and parts.path.strip("/")
-        and not (parts.path.strip("/").isdigit())
-    ):  # redis-py would quietly use database 0
+    database = parts.path.strip("/")
+    if parts.scheme in ("redis", "rediss") and database and not database.isdigit():
+        # redis-py would quietly use database 0
         raise ValueError(
             f"invalid Redis URL {shown!r}: the path must be a database number, such as /0"
         )
