@@ -7,6 +7,7 @@ other's tasks, and it deletes only its own keys afterwards.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -155,6 +156,7 @@ class Cluster:
 def _migrated_database() -> Path:
     """A migrated Django database, made once per test process and copied for each cluster."""
     path = Path(tempfile.mkdtemp(prefix="statehub-workers-")) / "django.sqlite3"
+    atexit.register(shutil.rmtree, path.parent, ignore_errors=True)  # /tmp stays as it was
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "statehub.settings",
