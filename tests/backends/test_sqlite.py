@@ -89,11 +89,11 @@ def test_a_payload_rewritten_as_text_is_reported_corrupt(tmp_path: Path, text: b
     assert loaded is not None and loaded[0] == {"step": 1}  # the rest of the store still reads
 
 
-def _run_child(script: str, db: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` in a Python of its own with ``db`` as its argument: a crash or a hang
-    there fails only the test that asked for it."""
+def _run_child(script: str, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a Python of its own with ``db`` (and ``args``) as its arguments: a
+    crash or a hang there fails only the test that asked for it."""
     return subprocess.run(
-        [sys.executable, "-c", script, str(db)],
+        [sys.executable, "-c", script, str(db), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -161,15 +161,17 @@ def test_a_directory_that_cannot_be_made_is_reported_as_unavailable(tmp_path: Pa
         connect(f"sqlite:///{blocker}/state.db")
 
 
-_INTERRUPTED_WAIT = """
+_INTERRUPTED_WHILE_WAITING_FOR_THE_LOCK = """
 import signal, sqlite3, sys, threading
 from persistence import connect
 
-path = sys.argv[1]
-store = connect("sqlite:///" + path, busy_timeout=0.01)
+path, busy_timeout, release_after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+store = connect("sqlite:///" + path, busy_timeout=busy_timeout)
 store.save_with_metadata({}, "warm")
-blocker = sqlite3.connect(path)
-blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the save waits and retries
+blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the save waits for it
+release = threading.Timer(release_after, lambda: blocker.execute("COMMIT"))
+release.start()
 
 def interrupt(signum, frame):
     raise KeyboardInterrupt
@@ -180,11 +182,37 @@ try:
     store.save_with_metadata({}, "x")
 except KeyboardInterrupt:
     pass
+release.join()
+other = sqlite3.connect(path, timeout=1, isolation_level=None)
+other.execute("BEGIN IMMEDIATE")  # the write lock is free again
+other.execute("ROLLBACK")
+store.save_with_metadata({"after": True}, "x")
 closer = threading.Thread(target=store.close)
 closer.start()
 closer.join(5)
 print("closed" if not closer.is_alive() else "close() hangs")
 """
+
+
+@pytest.mark.parametrize(
+    ("busy_timeout", "release_after"),
+    [(0.01, 0.5), (5, 0.6)],
+    ids=["in-the-retry-sleep", "as-sqlite-grants-the-lock"],
+)
+def test_an_interrupt_while_waiting_for_the_write_lock_leaves_nothing_held(
+    tmp_path: Path, busy_timeout: float, release_after: float
+) -> None:
+    """The interrupt lands in our retry sleep (a short busy_timeout) or as SQLite, waiting
+    in C, grants the lock: either way no transaction stays open (every other writer would
+    be locked out) and the connection is released (close() would hang)."""
+    child = _run_child(
+        _INTERRUPTED_WHILE_WAITING_FOR_THE_LOCK,
+        tmp_path / "x.db",
+        str(busy_timeout),
+        str(release_after),
+    )
+    assert child.stdout.strip() == "closed", child.stderr[-2000:]
+
 
 _CLOSE_IN_A_FORKED_CHILD = """
 import os, sys, threading
@@ -212,18 +240,10 @@ print("child closed" if status == 0 else f"child status {status}")
 """
 
 
-@pytest.mark.parametrize(
-    ("script", "expected"),
-    [(_INTERRUPTED_WAIT, "closed"), (_CLOSE_IN_A_FORKED_CHILD, "child closed")],
-    ids=["interrupted-while-waiting-for-the-lock", "forked-child"],
-)
-def test_close_is_not_blocked_by_a_call_that_cannot_finish(
-    tmp_path: Path, script: str, expected: str
-) -> None:
-    """A call interrupted while it waited for the write lock must not keep its connection
-    held, and a forked child must not wait for its parent's threads (which it has not)."""
-    child = _run_child(script, tmp_path / "x.db")
-    assert child.stdout.strip() == expected, child.stderr[-2000:]
+def test_close_in_a_forked_child_does_not_wait_for_the_parents_threads(tmp_path: Path) -> None:
+    """The child has none of them, so a call one of them had in flight never ends there."""
+    child = _run_child(_CLOSE_IN_A_FORKED_CHILD, tmp_path / "x.db")
+    assert child.stdout.strip() == "child closed", child.stderr[-2000:]
 
 
 def test_bad_busy_timeouts_are_refused(tmp_path: Path) -> None:
@@ -232,43 +252,6 @@ def test_bad_busy_timeouts_are_refused(tmp_path: Path) -> None:
             connect(f"sqlite:///{tmp_path}/t.db?busy_timeout={value}")
     with pytest.raises(ValueError, match="synchronous is given twice"):
         connect(f"sqlite:///{tmp_path}/t.db?synchronous=FULL&synchronous=OFF")
-
-
-_INTERRUPTED_AS_BEGIN_RETURNS = """
-import signal, sqlite3, sys, threading, time
-from persistence import connect
-
-path = sys.argv[1]
-store = connect("sqlite:///" + path, busy_timeout=5)
-store.save_with_metadata({}, "warm")
-blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-blocker.execute("BEGIN IMMEDIATE")
-threading.Timer(0.6, lambda: blocker.execute("COMMIT")).start()
-
-def interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-signal.signal(signal.SIGALRM, interrupt)
-signal.setitimer(signal.ITIMER_REAL, 0.3)  # while SQLite waits for the lock, in C
-try:
-    store.save_with_metadata({}, "x")
-except KeyboardInterrupt:
-    pass
-other = sqlite3.connect(path, timeout=1, isolation_level=None)
-other.execute("BEGIN IMMEDIATE")  # the write lock is free again
-other.execute("ROLLBACK")
-store.save_with_metadata({"after": True}, "x")
-print("free")
-"""
-
-
-def test_an_interrupt_as_the_write_lock_is_granted_leaves_no_transaction_open(
-    tmp_path: Path,
-) -> None:
-    """SQLite waits for the write lock inside C; a signal raised as it returns must not leave
-    the connection holding the lock (every other writer would be locked out)."""
-    child = _run_child(_INTERRUPTED_AS_BEGIN_RETURNS, tmp_path / "x.db")
-    assert child.stdout.strip() == "free", child.stderr[-2000:]
 
 
 def test_a_thread_that_ends_closes_its_connection(tmp_path: Path) -> None:
