@@ -101,22 +101,28 @@ def test_run_finding_the_lock_taken_records_busy_and_does_nothing(mem, clock) ->
     assert holder.outcome == "running"
 
 
-def test_a_lock_without_progress_past_the_timeout_is_taken_over(mem, clock, settings) -> None:
+@pytest.mark.parametrize("task_id", ["", "msg-9"], ids=["another-run", "its-own-redelivery"])
+def test_a_lock_without_progress_past_the_timeout_is_taken_over(
+    mem, clock, settings, task_id: str
+) -> None:
+    """Also when the taker is the dead run's own message delivered again: the stale heartbeat
+    is looked at first, so the row says its worker was lost, as any dead worker's does."""
     seed(mem, clock, expired=5, live=0)
     stale = timezone.now() - timedelta(seconds=61)
     dead = WorkerRun.objects.create(
         store="mem",
         task="purge_expired",
         trigger="schedule",
+        task_id=task_id,
         started_at=stale,
         heartbeat_at=stale,
     )
 
-    result = cleanup.run_cleanup("mem", "purge_expired", trigger="schedule")
+    result = cleanup.run_cleanup("mem", "purge_expired", trigger="schedule", task_id=task_id)
 
     assert (result.outcome, result.removed) == ("ok", 5)
     dead.refresh_from_db()
-    assert dead.outcome == "error" and "worker lost" in dead.error
+    assert dead.outcome == "error" and dead.error == "worker lost: no progress for over 60 s"
 
 
 def test_a_redelivered_message_takes_over_its_own_dead_run(mem, clock) -> None:
@@ -157,25 +163,6 @@ def test_a_run_whose_lock_is_taken_over_stops_and_its_removals_stay_counted(
     assert "lock lost" in result.error
     row = WorkerRun.objects.get(pk=result.run_id)
     assert (row.outcome, row.removed, row.error) == ("error", removed, "worker lost")
-
-
-def test_a_stale_row_of_a_redelivered_message_says_its_worker_was_lost(mem, clock) -> None:
-    """The stale heartbeat is looked at first: a row both stale and of this message's first
-    delivery was lost as any dead worker's was."""
-    seed(mem, clock, expired=2, live=0)
-    stale = timezone.now() - timedelta(seconds=61)
-    dead = WorkerRun.objects.create(
-        store="mem",
-        task="purge_expired",
-        trigger="schedule",
-        task_id="msg-9",
-        started_at=stale,
-        heartbeat_at=stale,
-    )
-    result = cleanup.run_cleanup("mem", "purge_expired", trigger="schedule", task_id="msg-9")
-    assert result.outcome == "ok"
-    dead.refresh_from_db()
-    assert dead.error == "worker lost: no progress for over 60 s"
 
 
 def test_a_run_that_fails_and_loses_its_lock_keeps_its_own_error(mem, clock, monkeypatch) -> None:
