@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import replace
+from html import unescape as html_unescape
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 import pytest
 from django.test import Client
-from django.urls import reverse
+from django.urls import resolve, reverse
 
 from persistence import StatePersistence
 from tests.dashboard.conftest import htmx
@@ -211,6 +213,56 @@ def test_state_ids_with_slashes_and_odd_characters(client: Client, store: StateP
     store.save_with_metadata({"x": 1}, sid)
     response = client.get(url("state", sid))
     assert response.status_code == 200 and response.context["view"].state_id == sid
+
+
+DOT_IDS = ["junk/../victim", "report/../../delete/victim", "..", ".", "a/./b", "~x", "x/~/y/~~"]
+
+
+STATE_PAGES = [
+    "state",
+    "download",
+    "diff",
+    "rollback",
+    "delete_state",
+    "delete_version",
+    "checkpoints",
+]
+
+
+def links(response: Any, *starts: str) -> set[str]:
+    """The URLs a page links to (href, hx-get, data-copy-url) that start with one of ``starts``."""
+    found = re.findall(r'(?:href|hx-get|data-copy-url)="([^"]+)"', response.content.decode())
+    return {html_unescape(u) for u in found if html_unescape(u).startswith(starts)}
+
+
+def browsed(href: str) -> str:
+    """The path a browser requests for a link: dot segments resolved, as htmx and redirects do."""
+    return urlsplit(urljoin("http://testserver/s/default/", href)).path
+
+
+@pytest.mark.parametrize("sid", DOT_IDS)
+def test_links_of_an_id_with_dot_segments_stay_on_that_state(
+    client: Client, store: StatePersistence, sid: str
+) -> None:
+    store.save_with_metadata({"me": 1}, sid)
+    store.save_with_metadata({"me": 2}, sid)
+    store.save_with_metadata({"victim": 1}, "victim")
+    store.save_with_metadata({"victim": 2}, "victim")
+    listed = links(client.get(url("states")), "/s/default/state/") - {url("state", "victim")}
+    (link,) = listed
+    page = client.get(browsed(link))
+    assert page.status_code == 200 and page.context["view"].state_id == sid
+    state_links = links(page, *(url(name, "x")[:-1] for name in STATE_PAGES))
+    assert len(state_links) >= len(STATE_PAGES)
+    for href in state_links:
+        match = resolve(browsed(href))
+        assert match.kwargs["state_id"] == sid, href
+    # The redirect after a rollback, and the delete itself, reach this state and only it.
+    done = client.post(browsed(url("rollback", sid)), {"version": "1", "write_id": "a" * 32})
+    assert resolve(browsed(done["Location"])).kwargs["state_id"] == sid
+    client.post(browsed(url("delete_state", sid)), {"reason": "test"})
+    assert store.load_with_metadata(sid) is None
+    assert store.load_with_metadata("victim") is not None
 
 
 def test_missing_state_is_a_404_page(client: Client, store: StatePersistence) -> None:
