@@ -126,7 +126,13 @@ def _check_manageable(user: Any, target: Any) -> None:
 
 
 def _keeps_an_admin(target: Any) -> None:
-    """Raise LastAdminError if ``target`` is the only active admin left."""
+    """Raise LastAdminError if ``target`` is the only active admin left.
+
+    Call it inside the transaction that demotes or deactivates ``target``: it locks the admin
+    group's row until that transaction ends, so two admins removing each other at once are
+    checked one after the other (on PostgreSQL each would otherwise see the other still there
+    and both succeed). SQLite has no row locks; there the second writer fails instead."""
+    list(Group.objects.select_for_update().filter(name="admin").values_list("pk", flat=True))
     if roles.role_of(target) != "admin":
         return
     if not active_admins().exclude(pk=target.pk).exists():
