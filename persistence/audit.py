@@ -2,9 +2,11 @@
 
 What is written, and when (docs/security.md has the table):
 
-- every dashboard mutation that reaches its service, by an authenticated user, writes exactly
+- every dashboard mutation that reaches its view, by an authenticated user, writes exactly
   one row: ``ok`` when it was done, ``denied`` when the user's role does not allow it (nothing
-  changed), ``error`` when it was allowed but failed (the exception is in ``details``);
+  changed), ``error`` when it was allowed but failed (the exception is in ``details``), also
+  when the view answered 404 or 503 before its service ran (the state, version, user or
+  store was gone or down);
 - every login attempt writes exactly one row: ``login_success``, ``login_failure``, or
   ``login_locked`` for the attempt that trips django-axes' limit and every attempt during the
   lockout (those answer 429);
@@ -37,6 +39,8 @@ Outcome = AuditEntry.Outcome
 # address; set by persistence.middleware.AuditContextMiddleware.
 current_request: ContextVar[HttpRequest | None] = ContextVar("statehub_request", default=None)
 _LOGIN_ROW = "_statehub_login_audit"
+_POST_ROW = "_statehub_audited"  # set on a request once it has written its row
+UNSERVED = "statehub_unserved"  # a 404 or 503 response's reason, for its POST's row
 
 
 def client_address(request: HttpRequest) -> str:
@@ -72,6 +76,8 @@ def record(
     request = request if request is not None else current_request.get()
     account = user if getattr(user, "is_authenticated", False) and user.pk else None
     name = username if username is not None else (account.get_username() if account else "")
+    if request is not None:
+        setattr(request, _POST_ROW, True)
     return AuditEntry.objects.create(
         user=account,
         username=str(name)[:150],
@@ -120,12 +126,35 @@ def record_denied(
     request: HttpRequest, action: str, needed: roles.Role, kwargs: dict[str, Any]
 ) -> AuditEntry:
     """The row of a POST refused by ``@require_role`` before it reached its service."""
+    details = {"needed_role": needed, "role": roles.role_of(request.user)}
+    return _record_post(request, action, Outcome.DENIED, kwargs, details)
+
+
+def record_unserved(
+    request: HttpRequest, action: str, kwargs: dict[str, Any], status: int, error: str
+) -> AuditEntry | None:
+    """The ``error`` row of an allowed POST whose view answered ``status`` (404: what it acts
+    on is gone; 503: its store is down) without reaching a service, which would have written
+    the row itself; None when a row was written already."""
+    if getattr(request, _POST_ROW, False):
+        return None
+    details = {"status": status, "error": error[:1000]}
+    return _record_post(request, action, Outcome.ERROR, kwargs, details)
+
+
+def _record_post(
+    request: HttpRequest,
+    action: str,
+    outcome: str,
+    kwargs: dict[str, Any],
+    details: dict[str, Any],
+) -> AuditEntry:
+    """A row for a dashboard POST from what the URL and the form named."""
     post = request.POST
     try:
         version: int | None = int(post.get("version", ""))
     except ValueError:
         version = None
-    details: dict[str, Any] = {"needed_role": needed, "role": roles.role_of(request.user)}
     if "task" in post:
         details["task"] = post.get("task", "")[:64]
     if "pk" in kwargs:
@@ -133,7 +162,7 @@ def record_denied(
     return record(
         action,
         user=request.user,
-        outcome=Outcome.DENIED,
+        outcome=outcome,
         store=kwargs.get("store") or post.get("store", ""),
         state_id=kwargs.get("state_id", ""),
         version=version,

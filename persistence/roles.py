@@ -16,7 +16,7 @@ from functools import wraps
 from typing import Any, Literal, cast
 
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 Role = Literal["viewer", "operator", "admin"]
@@ -80,18 +80,31 @@ def forbidden(request: HttpRequest, needed: Role) -> HttpResponse:
 def require_role(
     needed: Role, *, action: str | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Answer 403 unless the user has ``needed``; a refused POST of ``action`` is audited."""
+    """Answer 403 unless the user has ``needed``. A POST of ``action`` always writes one audit
+    row: ``denied`` here, or ``error`` here when the view answers 404 or 503 before its
+    service could write the row (what it acts on is gone, its store is down)."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            if not has_role(request.user, needed):
-                if action and request.method == "POST":
-                    from persistence import audit
+            from persistence import audit  # audit imports this module
 
-                    audit.record_denied(request, action, needed, kwargs)
+            post = action if request.method == "POST" else None
+            if not has_role(request.user, needed):
+                if post:
+                    audit.record_denied(request, post, needed, kwargs)
                 return forbidden(request, needed)
-            return view(request, *args, **kwargs)
+            if not post:
+                return view(request, *args, **kwargs)
+            try:
+                response = view(request, *args, **kwargs)
+            except Http404 as exc:
+                audit.record_unserved(request, post, kwargs, 404, str(exc))
+                raise
+            if response.status_code in (404, 503):
+                error = getattr(response, audit.UNSERVED, "") or response.reason_phrase
+                audit.record_unserved(request, post, kwargs, response.status_code, error)
+            return response
 
         wrapper.statehub_role = needed  # type: ignore[attr-defined]
         return wrapper

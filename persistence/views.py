@@ -23,7 +23,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from persistence import conf, selectors, services
+from persistence import audit, conf, selectors, services
 from persistence import validation as check
 from persistence.errors import (
     BackendUnavailableError,
@@ -69,6 +69,7 @@ def page(
 def not_found(request: HttpRequest, hub: Hub | None, what: str) -> HttpResponse:
     response = page(request, "persistence/not_found.html", {"hub": hub, "what": what}, status=404)
     response["X-Statehub-Message"] = "Not found"
+    setattr(response, audit.UNSERVED, what)
     return response
 
 
@@ -105,6 +106,7 @@ def _store_down(request: HttpRequest, name: str, error: str) -> HttpResponse:
         request, "persistence/store_down.html", {"hub_name": name, "error": error}, status=503
     )
     response["X-Statehub-Message"] = f"Store '{name}' is unavailable"
+    setattr(response, audit.UNSERVED, f"store {name!r} is unavailable: {error}")
     return response
 
 

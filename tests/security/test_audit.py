@@ -167,3 +167,37 @@ def test_a_refused_post_with_an_impossible_version_is_still_audited(
         assert response.status_code == 403
     rows = AuditEntry.objects.filter(action="rollback", outcome="denied").order_by("id")
     assert list(rows.values_list("version", flat=True)) == [None, 2**40]
+
+
+def test_an_allowed_post_whose_target_is_gone_writes_one_error_row(
+    accounts: dict[str, Any], store: Any, settings: Any
+) -> None:
+    """A POST that reaches its view is audited even when the view answers 404 or 503 before
+    its service runs: the state, version, user or store it names is gone or down."""
+    operator, admin = client_for(accounts["operator"]), client_for(accounts["admin"])
+    state = STATE_ID.replace(" ", "%20")
+    posts = [
+        (operator, "/s/default/rollback/nope", {"version": "1"}, "rollback", 404),
+        (operator, "/s/default/delete/nope", {}, "delete_state", 404),
+        (operator, "/s/default/delete-version/nope", {"version": "1"}, "delete_version", 404),
+        (operator, f"/s/default/delete-version/{state}", {"version": "77"}, "delete_version", 404),
+        (operator, "/s/other/delete/x", {}, "delete_state", 404),
+        (admin, "/users/999999/role/", {"role": "viewer"}, "user_role", 404),
+        (admin, "/users/999999/deactivate/", {}, "user_deactivate", 404),
+    ]
+    for client, path, data, action, status in posts:
+        before = AuditEntry.objects.count()
+        assert client.post(path, data).status_code == status, path
+        (row,) = AuditEntry.objects.order_by("-id")[: AuditEntry.objects.count() - before]
+        assert (row.action, row.outcome, row.details["status"]) == (action, "error", status)
+        assert row.details["error"], path
+    versioned = AuditEntry.objects.get(action="delete_version", version=77)
+    assert versioned.state_id == STATE_ID and "no version 77" in versioned.details["error"]
+    assert AuditEntry.objects.get(action="delete_state", store="other").state_id == "x"
+    assert AuditEntry.objects.filter(action="user_role").get().details["target_id"] == 999999
+
+    settings.STATEHUB_STORES = {"default": "redis://127.0.0.1:1/0"}  # nothing listens there
+    assert operator.post("/s/default/delete/x", {}).status_code == 503
+    down = AuditEntry.objects.order_by("-id").first()
+    assert (down.action, down.outcome, down.details["status"]) == ("delete_state", "error", 503)
+    assert "unavailable" in down.details["error"]

@@ -45,24 +45,24 @@ TABLE: dict[str, tuple[dict, dict, dict, bool]] = {
     "s/<str:store>/": (READ, NO_POST, {}, False),
     "s/<str:store>/tags/": (READ, NO_POST, {}, False),
     "s/<str:store>/stats/": (READ, NO_POST, {}, False),
-    "s/<str:store>/state/<path:state_id>": (READ, NO_POST, {}, False),
-    "s/<str:store>/json/<path:state_id>": (READ, NO_POST, {}, False),
-    "s/<str:store>/diff/<path:state_id>": (READ, NO_POST, {}, False),
-    "s/<str:store>/checkpoints/<path:state_id>": (READ, NO_POST, {}, False),
+    "s/<str:store>/state/<state_id:state_id>": (READ, NO_POST, {}, False),
+    "s/<str:store>/json/<state_id:state_id>": (READ, NO_POST, {}, False),
+    "s/<str:store>/diff/<state_id:state_id>": (READ, NO_POST, {}, False),
+    "s/<str:store>/checkpoints/<state_id:state_id>": (READ, NO_POST, {}, False),
     "s/<str:store>/checkpoint/<str:checkpoint_id>/": (READ, NO_POST, {}, False),
-    "s/<str:store>/rollback/<path:state_id>": (
+    "s/<str:store>/rollback/<state_id:state_id>": (
         OPERATOR_PAGE,
         OPERATOR_POST,
         {"version": "1", "reason": "matrix"},
         True,
     ),
-    "s/<str:store>/delete-version/<path:state_id>": (
+    "s/<str:store>/delete-version/<state_id:state_id>": (
         OPERATOR_PAGE,
         OPERATOR_POST,
         {"version": "1"},
         True,
     ),
-    "s/<str:store>/delete/<path:state_id>": (OPERATOR_PAGE, OPERATOR_POST, {}, True),
+    "s/<str:store>/delete/<state_id:state_id>": (OPERATOR_PAGE, OPERATOR_POST, {}, True),
     "workers/": (READ, NO_POST, {}, False),
     "workers/runs/": (READ, NO_POST, {}, False),
     "workers/online/": (READ, NO_POST, {}, False),
@@ -114,8 +114,8 @@ TABLE: dict[str, tuple[dict, dict, dict, bool]] = {
 
 # Confirmation pages need the version they are about.
 GET_QUERY = {
-    "s/<str:store>/rollback/<path:state_id>": "?to=1",
-    "s/<str:store>/delete-version/<path:state_id>": "?v=1",
+    "s/<str:store>/rollback/<state_id:state_id>": "?to=1",
+    "s/<str:store>/delete-version/<state_id:state_id>": "?v=1",
 }
 
 
@@ -148,7 +148,7 @@ def test_every_url_is_classified() -> None:
 def fill(route: str, checkpoint_id: str, target_pk: int) -> str:
     values = {
         "<str:store>": "default",
-        "<path:state_id>": STATE_ID.replace(" ", "%20"),
+        "<state_id:state_id>": STATE_ID.replace(" ", "%20"),
         "<str:checkpoint_id>": checkpoint_id,
         "<int:pk>": str(target_pk),
         "<uidb64>": "MQ",
