@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import select
 import threading
 import time
@@ -71,6 +72,23 @@ from persistence.store import (
 from persistence.types import CompressionType, StateSummary, to_micros
 
 T = TypeVar("T")
+
+# A forked child must not use its parent's pool: one server session would carry two
+# conversations, each process reading the other's replies, and the pool's threads do not exist
+# in the child. Each store opens a new pool on its first call in a child (``_getconn``) and
+# keeps the parent's here for good, never closed: closing a connection sends the server a
+# Terminate message, which would end the parent's session (psycopg itself frees a forked copy
+# without one).
+_INHERITED: list[ConnectionPool[Any]] = []
+_repool_lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    global _repool_lock
+    _repool_lock = threading.Lock()  # a parent's thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class Conn(psycopg.Connection[Any]):
@@ -158,21 +176,32 @@ class PostgresStatePersistence(StatePersistence):
             raise _translate(exc) from exc
         self._pool_timeout = pool_timeout
         self._ping_conninfo = make_conninfo(dsn, connect_timeout=connect_timeout).encode()
-        self._ping_lock = threading.Lock()
         self._pinged_at, self._answers = -math.inf, True
-        self._pool: ConnectionPool[Conn] = ConnectionPool(
-            dsn,
-            kwargs=connect_args,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=pool_timeout,
-            name=self.application_name,
-            connection_class=Conn,
-            configure=_configure_session,
-            open=False,
-        )
+
+        def new_pool() -> ConnectionPool[Conn]:
+            return ConnectionPool(
+                dsn,
+                kwargs=connect_args,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=pool_timeout,
+                name=self.application_name,
+                connection_class=Conn,
+                configure=_configure_session,
+                open=False,
+            )
+
+        self._new_pool = new_pool
+        self._pool = new_pool()
+        self._open_pool(wait=max(connect_timeout, 1) * 2)
+
+    def _open_pool(self, wait: float | None = None) -> None:
+        """Open ``_pool`` (waiting up to ``wait`` seconds for its first connections) in this
+        process; called again in a forked child, which must not use its parent's pool."""
+        self._pid = os.getpid()
+        self._ping_lock = threading.Lock()  # a parent's thread may have held it at the fork
         try:
-            self._pool.open(wait=True, timeout=max(connect_timeout, 1) * 2)
+            self._pool.open(wait=wait is not None, timeout=wait or 0)
         except psycopg.Error as exc:
             self._pool.close()
             raise _translate(exc) from exc
@@ -223,6 +252,8 @@ class PostgresStatePersistence(StatePersistence):
         no login) tells a busy pool (wait on) from a server that does not answer (fail now)."""
         if self._pool.closed:
             raise self._closed_error()
+        if self._pid != os.getpid():
+            self._repool_after_fork()
         try:
             return self._pool.getconn(timeout=min(1.0, self._pool_timeout))
         except PoolTimeout:
@@ -231,6 +262,18 @@ class PostgresStatePersistence(StatePersistence):
         if not self._server_answers():
             raise psycopg.OperationalError("the server does not answer (pinged as pg_isready)")
         return self._pool.getconn(timeout=self._pool_timeout - 1.0)
+
+    def _repool_after_fork(self, *, reopen: bool = True) -> None:
+        """In a forked child: set the parent's pool aside (``_INHERITED``) for a new one."""
+        with _repool_lock:
+            if self._pid == os.getpid():  # another thread of this child got there first
+                return
+            _INHERITED.append(self._pool)
+            self._pool = self._new_pool()
+            if reopen:
+                self._open_pool()
+            else:  # closing: the new pool stays closed
+                self._pid = os.getpid()
 
     def _server_answers(self) -> bool:
         """Whether the server accepts connections; one ping at a time, and its answer serves
@@ -540,6 +583,8 @@ class PostgresStatePersistence(StatePersistence):
     # -- lifecycle
 
     def close(self) -> None:
+        if self._pid != os.getpid():  # a forked child's copy: leave the parent's pool alone
+            self._repool_after_fork(reopen=False)
         self._pool.close()
 
     def describe(self) -> str:

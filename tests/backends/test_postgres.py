@@ -7,6 +7,7 @@ Every store here lives in its own throwaway schema and touches only its own conn
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import shutil
@@ -254,6 +255,53 @@ def test_the_pool_recovers_after_its_connections_are_terminated(make_store: Fact
     loaded = store.load_with_metadata("s")
     assert loaded is not None and loaded[0] == {"v": 2}
     assert not set(pids) & set(backends_of(store))
+
+
+def _child_saves_and_loads(store: PostgresStatePersistence, results: Any) -> None:
+    """In a forked child: its own saves and loads, then the store closed and its copies of
+    the parent's connections freed."""
+    wrong, errors = 0, []
+    for i in range(60):
+        try:
+            store.save_with_metadata({"who": "child", "i": i}, "c")
+            loaded = store.load_with_metadata("c")
+            wrong += loaded is None or loaded[0] != {"who": "child", "i": i}
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    store.close()
+    del store
+    gc.collect()
+    results.put((wrong, errors[:3]))
+
+
+@on_postgres
+def test_a_forked_child_uses_connections_of_its_own(make_store: Factory) -> None:
+    store = make_store(min_size=2, max_size=2)
+    store.save_with_metadata({"who": "parent", "i": -1}, "p")  # the pool holds connections
+    sessions = set(backends_of(store))
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=_child_saves_and_loads, args=(store, results))
+    child.start()
+    wrong = 0
+    try:
+        for i in range(60):  # at the same time, on the parent's own connections
+            store.save_with_metadata({"who": "parent", "i": i}, "p")
+            loaded = store.load_with_metadata("p")
+            wrong += loaded is None or loaded[0] != {"who": "parent", "i": i}
+        assert results.get(timeout=60) == (0, [])  # the child read only its own replies
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0 and wrong == 0
+    closer = ctx.Process(target=store.close)  # a child that only closes the store
+    closer.start()
+    closer.join(30)
+    assert closer.exitcode == 0
+    # Nothing the children did, closed or freed ended a session of the parent's.
+    assert sessions <= set(backends_of(store))
+    assert store.load_with_metadata("p") is not None
 
 
 @pytest.mark.slow
