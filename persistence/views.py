@@ -124,6 +124,9 @@ def _version(value: str | None) -> int | None:
     return number
 
 
+TAGS_SHOWN = 1000  # the Tags page lists the most used; a page of more is no use to read
+
+
 def _int(value: str | None, default: int | None = None) -> int | None:
     try:
         number = int(value or "")
@@ -386,9 +389,15 @@ def delete_state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 @require_role("viewer")
 @store_view
 def tags(request: HttpRequest, hub: Hub) -> HttpResponse:
-    counts = selectors.tag_counts(hub.store)
+    counts = selectors.tag_counts(hub.store, TAGS_SHOWN + 1)  # one more tells there are more
+    more = len(counts) > TAGS_SHOWN
+    counts = counts[:TAGS_SHOWN]
     top = max((n for _, n in counts), default=1) or 1
-    context = {"hub": hub, "tags": [(t, n, round(100 * n / top, 1)) for t, n in counts]}
+    context = {
+        "hub": hub,
+        "tags": [(t, n, round(100 * n / top, 1)) for t, n in counts],
+        "more": more,
+    }
     return page(request, "persistence/tags.html", context)
 
 

@@ -590,6 +590,23 @@ def test_tags_page_counts_and_links(client: Client, store: StatePersistence) -> 
     assert f"{url('states')}?tag=vip".encode() in response.content
 
 
+def test_tags_page_says_when_it_shows_only_the_most_used(
+    client: Client, store: StatePersistence, monkeypatch: Any
+) -> None:
+    from persistence import views
+
+    monkeypatch.setattr(views, "TAGS_SHOWN", 3)
+    for n in range(5):  # tag t0 on 5 states, t1 on 4, ... t4 on 1
+        store.save_with_metadata({"n": n}, f"s{n}", tags=[f"t{i}" for i in range(n + 1)])
+    html = client.get(url("tags")).content.decode()
+    assert "the 3 most used tags" in html and "more tags than the 3 shown" in html
+    assert [t for t, _, _ in client.get(url("tags")).context["tags"]] == ["t0", "t1", "t2"]
+    store.delete_state("s4")
+    store.delete_state("s3")  # t3 and t4 gone: all 3 are shown, with no note
+    html = client.get(url("tags")).content.decode()
+    assert "3 tags in store" in html and "more tags than" not in html
+
+
 def test_tags_page_empty(client: Client, store: StatePersistence) -> None:
     assert b"No tags yet" in client.get(url("tags")).content
 
