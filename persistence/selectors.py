@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -247,6 +248,32 @@ def default_pair(versions: list[StateMetadata]) -> tuple[int, int]:
     latest = versions[-1].version
     previous = versions[-2].version if len(versions) > 1 else latest
     return previous, latest
+
+
+VERSION_CHOICES = 200  # options in each of the diff page's version lists
+
+
+def version_choices(
+    versions: list[StateMetadata], chosen: Iterable[int], limit: int = VERSION_CHOICES
+) -> list[StateMetadata | None]:
+    """The versions a diff page offers to pick, newest first: all of them, or for a state with
+    more than ``limit``, the newest three quarters of ``limit``, the oldest quarter and the
+    ``chosen`` ones, with None where versions are left out. (Ten thousand options in each of
+    two lists made a page of a megabyte that took seconds to render.)"""
+    if len(versions) <= limit:
+        return list(reversed(versions))
+    newest = len(versions) - (limit - limit // 4)
+    wanted = set(chosen)
+    keep = set(range(newest, len(versions))) | set(range(limit // 4))
+    keep |= {i for i, v in enumerate(versions) if v.version in wanted}
+    out: list[StateMetadata | None] = []
+    above = len(versions)  # the index of the last version added
+    for i in sorted(keep, reverse=True):
+        if i + 1 < above:
+            out.append(None)
+        out.append(versions[i])
+        above = i
+    return out
 
 
 # ------------------------------------------------------------------ checkpoints

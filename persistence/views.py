@@ -235,7 +235,7 @@ def diff(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     context: dict[str, Any] = {
         "hub": hub,
         "state_id": state_id,
-        "versions": versions,
+        "choices": selectors.version_choices(versions, (old, new)),
         "a": old,
         "b": new,
         "latest": versions[-1],

@@ -344,6 +344,23 @@ def test_diff_of_chosen_versions_is_cached(client: Client, store: StatePersisten
     assert second.context["diff"].cached
 
 
+def test_diff_of_a_state_with_many_versions_offers_some_of_them(
+    client: Client, configure: Any
+) -> None:
+    store = configure(max_versions=None)
+    for n in range(1, 501):
+        store.save_with_metadata({"n": n}, "long")
+    response = client.get(url("diff", "long"), {"a": 120, "b": 480})
+    assert response.status_code == 200
+    (old_list,) = re.findall(r'<select id="a".*?</select>', response.content.decode())
+    offered = [int(v) for v in re.findall(r'<option value="(\d+)"', old_list)]
+    # the newest 150 and oldest 50, newest first, and both chosen versions, in order
+    assert offered == [*range(500, 350, -1), 120, *range(50, 0, -1)]
+    assert 'value="120" selected' in old_list
+    assert old_list.count("<option disabled>") == 2  # one gap on each side of v120
+    assert {c.path for c in response.context["diff"].changes} == {"$.n"}
+
+
 def test_diff_with_a_corrupt_version(client: Client, store: StatePersistence) -> None:
     seed(store)
     corrupt(store, "run-1", 2)
