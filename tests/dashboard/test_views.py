@@ -208,6 +208,19 @@ def test_timeline_partial_and_paging(client: Client, configure: Any) -> None:
     assert "page 2 of 2" in html and ">v5</a>" in html and ">v6</a>" not in html
 
 
+def test_a_long_timeline_jumps_to_its_newest_and_oldest_page(
+    client: Client, configure: Any
+) -> None:
+    store = configure(max_versions=None)
+    for i in range(100):  # 5 pages of 20
+        store.save_with_metadata({"i": i}, "long")
+    html = client.get(url("state", "long"), {"page": 3}, headers=htmx("timeline")).content.decode()
+    assert 'href="?page=1" hx-get="?page=1"' in html and 'hx-push-url="true">⇤ Newest' in html
+    assert 'href="?page=5" hx-get="?page=5"' in html and 'hx-push-url="true">Oldest ⇥' in html
+    oldest = client.get(url("state", "long"), {"page": 5}, headers=htmx("timeline"))
+    assert ">v1</a>" in oldest.content.decode() and "Oldest ⇥" not in oldest.content.decode()
+
+
 def test_state_ids_with_slashes_and_odd_characters(client: Client, store: StatePersistence) -> None:
     sid = "tenant/a b?c#d"
     store.save_with_metadata({"x": 1}, sid)
