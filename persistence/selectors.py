@@ -189,6 +189,11 @@ def state_json(
     return orjson.dumps(data, option=orjson.OPT_INDENT_2), meta
 
 
+def json_size(data: Any) -> int:
+    """Bytes of ``data`` as compact JSON: what decides between the tree and capped text."""
+    return len(orjson.dumps(data))
+
+
 def pretty_text(data: Any, limit: int = TREE_MAX_BYTES) -> tuple[str, bool]:
     """Indented JSON capped at ``limit`` characters, and whether it was cut."""
     text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()

@@ -407,9 +407,14 @@ def tags(request: HttpRequest, hub: Hub) -> HttpResponse:
 def checkpoints(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     context: dict[str, Any] = {"hub": hub, "state_id": state_id}
     try:
-        context["checkpoints"] = selectors.checkpoints(hub.store, state_id)
+        found = selectors.checkpoints(hub.store, state_id)
     except StateIntegrityError as exc:
-        context["checkpoints"], context["corrupt"] = [], str(exc)
+        found, context["corrupt"] = [], str(exc)
+    # Each checkpoint's tree is inline in the list; a big one is only linked to.
+    context["checkpoints"] = [
+        {**cp, "size_json": selectors.json_size(cp["checkpoint_data"])} for cp in found
+    ]
+    context["tree_max_bytes"] = selectors.TREE_MAX_BYTES
     return page(request, "persistence/checkpoints.html", context)
 
 
@@ -426,7 +431,11 @@ def checkpoint(request: HttpRequest, hub: Hub, checkpoint_id: str) -> HttpRespon
         found = None
     if found is None:
         return not_found(request, hub, f"No checkpoint “{checkpoint_id}”.")
-    return page(request, "persistence/checkpoint.html", {"hub": hub, "cp": found})
+    context: dict[str, Any] = {"hub": hub, "cp": found}
+    context["size_json"] = selectors.json_size(found["checkpoint_data"])
+    if context["size_json"] > selectors.TREE_MAX_BYTES:  # as the state page: capped text
+        context["pretty"], context["pretty_cut"] = selectors.pretty_text(found["checkpoint_data"])
+    return page(request, "persistence/checkpoint.html", context)
 
 
 @require_GET

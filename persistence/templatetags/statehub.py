@@ -20,7 +20,16 @@ from persistence import conf, diff, roles
 register = template.Library()
 
 TREE_MAX_NODES = 5000
+TREE_MAX_STRING = 2000  # characters of one string or key the tree shows
 OPEN_DEPTH = 2
+# Invisible characters that reorder the text around them (bidi embeddings, overrides, isolates,
+# marks): the tree shows them as JSON escapes, so "abc\u202e" cannot pass for something else.
+_BIDI = str.maketrans(
+    {
+        c: f"\\u{c:04x}"
+        for c in (0x61C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+    }
+)
 
 
 @register.filter
@@ -107,10 +116,16 @@ def _key_html(key: str | int | None) -> str:
         return ""
     if isinstance(key, int):
         return f'<span class="j-index">{key}</span><span class="j-punct">: </span>'
-    return (
-        f'<span class="j-key">{escape(orjson.dumps(key).decode())}</span>'
-        '<span class="j-punct">: </span>'
-    )
+    return f'<span class="j-key">{_string_html(key)}</span><span class="j-punct">: </span>'
+
+
+def _string_html(text: str) -> str:
+    """A JSON string for the tree: bidi controls escaped, the inside isolated (<bdi>: right-to-
+    left text stays between its quotes), and cut at TREE_MAX_STRING characters."""
+    shown = orjson.dumps(text[:TREE_MAX_STRING]).decode()[1:-1].translate(_BIDI)
+    more = len(text) - TREE_MAX_STRING
+    cut = f'<span class="j-cut-inline">… {more:,} more characters</span>' if more > 0 else ""
+    return f'"<bdi>{escape(shown)}</bdi>{cut}"'
 
 
 def _scalar_html(value: Any) -> str:
@@ -120,7 +135,7 @@ def _scalar_html(value: Any) -> str:
         return f'<span class="j-bool">{"true" if value else "false"}</span>'
     if isinstance(value, int | float):
         return f'<span class="j-num">{escape(orjson.dumps(value).decode())}</span>'
-    return f'<span class="j-str">{escape(orjson.dumps(value).decode())}</span>'
+    return f'<span class="j-str">{_string_html(value)}</span>'
 
 
 def _node(

@@ -185,7 +185,7 @@ def test_state_page_shows_metadata_tree_and_timeline(
     html = client.get(url("state", "run-1")).content.decode()
     assert "✓ verified" in html
     assert store.list_versions("run-1")[-1].checksum in html
-    assert 'class="j-key"' in html and "&quot;bye&quot;" in html
+    assert 'class="j-key"' in html and '"<bdi>bye</bdi>"' in html
     assert 'id="timeline"' in html and html.count("data-row") >= 3
     assert url("download", "run-1") in html
     assert "· 3 versions kept" in html and "(just now)" in html
@@ -650,6 +650,35 @@ def test_checkpoints(client: Client, store: StatePersistence) -> None:
     assert "planning" in detail and cid in detail
     assert client.get(url("checkpoint", "0" * 32)).status_code == 404
     assert b"no checkpoints" in client.get(url("checkpoints", "run-2")).content
+
+
+def test_a_big_checkpoint_is_linked_from_the_list_and_shown_as_capped_text(
+    client: Client, store: StatePersistence
+) -> None:
+    seed(store)
+    big = {f"k{i}": "x" * 100_000 for i in range(8)}  # 781 KiB of JSON
+    cid = store.create_checkpoint("run-1", big)
+    small = store.create_checkpoint("run-1", {"phase": "planning"})
+    listing = client.get(url("checkpoints", "run-1"))
+    html = listing.content.decode()
+    assert "781.3\xa0KB of JSON: open it" in html and "x" * 1000 not in html
+    assert "planning" in html and len(html) < 100_000  # the small one's tree is inline
+    detail = client.get(url("checkpoint", cid)).content.decode()
+    assert "shown as plain text, cut at 512.0\xa0KB" in detail
+    assert "&quot;k0&quot;: &quot;xxx" in detail
+    assert len(detail) < 600_000
+    assert "data-jtree" in client.get(url("checkpoint", small)).content.decode()
+
+
+def test_tree_cuts_long_strings_and_shows_hidden_bidi_controls(
+    client: Client, store: StatePersistence
+) -> None:
+    store.save_with_metadata({"שלום": 1, "note": "ok\u202eevil", "log": "y" * 5000}, "bidi")
+    html = client.get(url("state", "bidi")).content.decode()
+    assert "y" * 2000 + "</bdi>" in html and "y" * 2001 not in html
+    assert "… 3,000 more characters" in html
+    assert '"<bdi>ok\\u202eevil</bdi>"' in html and "\u202e" not in html
+    assert '"<bdi>שלום</bdi>"' in html
 
 
 def test_stats_page(client: Client, store: StatePersistence) -> None:
