@@ -12,7 +12,7 @@ import difflib
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -22,6 +22,7 @@ RowKind = Literal["equal", "delete", "insert", "replace", "fold"]
 
 MAX_CHANGES = 1000
 MAX_ROWS = 2000
+MAX_LINE = 2000  # characters of one line the side-by-side rows keep
 MAX_LINES = 60_000  # per side: beyond it a line diff is neither quick nor readable
 CONTEXT = 3
 SMALL_GAP = 300  # gaps between anchors up to this many lines get difflib's finer matching
@@ -148,7 +149,20 @@ def line_diff(
         if len(rows) > max_rows:
             rows, truncated = rows[:max_rows], True
             break
-    return LineDiff(rows, truncated, False, len(left), len(right))
+    return LineDiff([_cut_row(r) for r in rows], truncated, False, len(left), len(right))
+
+
+def _cut_row(row: Row) -> Row:
+    """The row with each side cut at MAX_LINE characters: a state of a few long strings is a
+    few long lines, which made a page of megabytes for the browser to lay out."""
+    if len(row.left) <= MAX_LINE and len(row.right) <= MAX_LINE:
+        return row
+    return replace(row, left=_cut(row.left), right=_cut(row.right))
+
+
+def _cut(line: str) -> str:
+    more = len(line) - MAX_LINE
+    return line if more <= 0 else f"{line[:MAX_LINE]} … ({more:,} more characters)"
 
 
 Opcode = tuple[str, int, int, int, int]

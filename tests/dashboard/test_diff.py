@@ -83,6 +83,18 @@ def test_line_diff_is_capped() -> None:
     assert result.truncated and len(result.rows) == 100
 
 
+def test_long_lines_are_cut_and_say_by_how_much() -> None:
+    old = diff.pretty({"a": "x" * 5000, "b": 1})
+    new = diff.pretty({"a": "y" * 5000, "b": 1})
+    result = diff.line_diff(old, new)
+    (changed,) = [r for r in result.rows if r.kind == "replace"]
+    (line,) = [s for s in old.splitlines() if s.startswith('  "a"')]
+    more = len(line) - diff.MAX_LINE
+    assert more > 2000 and changed.left == f"{line[: diff.MAX_LINE]} … ({more:,} more characters)"
+    assert changed.right.startswith('  "a": "yyy') and len(changed.right) < diff.MAX_LINE + 40
+    assert '  "b": 1' in [r.left for r in result.rows]  # short lines are kept whole
+
+
 def test_huge_texts_skip_the_line_diff() -> None:
     big = "\n".join("x" for _ in range(diff.MAX_LINES + 1))
     result = diff.line_diff(big, "x")

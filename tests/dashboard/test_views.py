@@ -398,6 +398,11 @@ def test_diff_of_a_big_state_is_capped(client: Client, store: StatePersistence) 
     assert result.changes_truncated and len(result.changes) == 1000
     assert result.lines.truncated
     assert b"there are more" in response.content
+    # the badges say that they count only the changes shown
+    assert (
+        b'~1000 changed</span>\n    <span class="muted small">in the first 1000 changed paths'
+        in (response.content)
+    )
 
 
 # ---------------------------------------------------------------- rollback and deletes
