@@ -4,11 +4,12 @@ delete, keyboard. Parametrized over SQLite, Redis and PostgreSQL stores (see con
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import pytest
 
-from persistence import StatePersistence
+from persistence import StatePersistence, conf
 from tests.e2e.conftest import seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -139,3 +140,39 @@ def test_back_to_a_page_whose_version_is_gone_shows_why(
     page.wait_for_url(re.compile(r"delete-version/agent-1\?v=2$"))
     page.wait_for_selector("text=may have just been deleted")
     assert page.locator("#rows").count() == 0
+
+
+@pytest.fixture
+def memory_store(settings: Any) -> StatePersistence:
+    """A memory store as "default" (the live server runs in this process), set before ``page``."""
+    settings.STATEHUB_STORES = {"default": f"memory://e2e-layout-{uuid.uuid4().hex}"}
+    return conf.get_store()
+
+
+def test_long_tags_and_right_to_left_text_keep_their_place(
+    memory_store: StatePersistence, page: Any
+) -> None:
+    long_tag = "t" * 128
+    memory_store.save_with_metadata({"שלום": 1, "note": "ok"}, "wide", tags=[long_tag, "agent"])
+    page.goto(f"{page.base}/s/default/")
+    chip = page.locator(f'#rows a.tag[title="{long_tag}"]')
+    assert chip.bounding_box()["width"] <= 18 * 16 + 1  # cut with an ellipsis, full in title
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.goto(f"{page.base}/s/default/state/wide")
+    # Where the Hebrew key's letters and its value are drawn: without isolation the bidi
+    # algorithm drew the line as `"1 : "שלום`, the value left of the key.
+    key_x, value_x = page.evaluate(
+        """() => {
+          const line = [...document.querySelectorAll('.j-line')].find(
+            (l) => l.textContent.includes('שלום'));
+          const walker = document.createTreeWalker(line, NodeFilter.SHOW_TEXT);
+          let node;
+          while ((node = walker.nextNode()) && !node.data.includes('שלום'));
+          const range = document.createRange();  // the four letters alone
+          range.setStart(node, node.data.indexOf('שלום'));
+          range.setEnd(node, node.data.indexOf('שלום') + 4);
+          return [range.getBoundingClientRect().x,
+                  line.querySelector('.j-num').getBoundingClientRect().x];
+        }"""
+    )
+    assert key_x < value_x
