@@ -35,6 +35,7 @@ _DUMP_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
 _INT_RANGE = (-(2**63), 2**64 - 1)
+MAX_NESTING = 254  # the deepest nesting of lists and dicts orjson serializes
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_THRESHOLD = 128
@@ -167,8 +168,9 @@ def _explain(value: Any, path: str) -> str | None:
     stack: list[tuple[str, Any, int]] = [(path, value, 0)]
     while stack:
         where, item, depth = stack.pop()
-        if depth > 200:
-            return f"{where} is nested deeper than 200 levels"
+        if depth > MAX_NESTING:
+            shown = where if len(where) <= 80 else f"{where[:60]}…{where[-16:]}"
+            return f"{path} is nested deeper than {MAX_NESTING} levels (at {shown})"
         kind = type(item)
         if item is None or kind in (bool, str):
             if kind is str and not _is_utf8(item):
