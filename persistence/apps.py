@@ -9,7 +9,8 @@ class PersistenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from persistence import audit, conf
+        from persistence import audit, conf, tokens
 
         conf.connect_signals()
         audit.connect_signals()
+        tokens.connect_signals()

@@ -204,7 +204,7 @@ def deactivate_user(user: Any, target: Any, reason: str = "") -> None:
         with transaction.atomic():
             _keeps_an_admin(target)
             target.is_active = False
-            target.save(update_fields=["is_active"])
+            target.save(update_fields=["is_active", "password"])  # see tokens.void_pending_links
             roles.forget(target)
 
 
@@ -213,7 +213,7 @@ def reactivate_user(user: Any, target: Any, reason: str = "") -> None:
         details.update(target=target.get_username(), target_id=target.pk)
         _check_manageable(user, target)
         target.is_active = True
-        target.save(update_fields=["is_active"])
+        target.save(update_fields=["is_active", "password"])
         roles.forget(target)
 
 

@@ -23,3 +23,27 @@ class SetPasswordTokenGenerator(PasswordResetTokenGenerator):
 
 
 set_password_tokens = SetPasswordTokenGenerator()
+
+_ACCESS = ("is_active", "is_staff", "is_superuser")
+
+
+def void_pending_links(sender: Any, instance: Any, update_fields: Any = None, **_: Any) -> None:
+    """pre_save of the user model: when an account waiting for its password (a link is out)
+    is deactivated, promoted or demoted, give it a new unusable password. The token already
+    stops matching while a flag differs, but would match again once the flag is set back: a
+    link that leaked and was voided by deactivating the account must stay void after it is
+    reactivated. Saves that name their fields must name ``password`` for this to be kept."""
+    if instance.pk is None or instance.has_usable_password():
+        return
+    if update_fields is not None and "password" not in update_fields:
+        return
+    before = type(instance).objects.filter(pk=instance.pk).values(*_ACCESS).first()
+    if before and any(before[flag] != getattr(instance, flag) for flag in _ACCESS):
+        instance.set_unusable_password()
+
+
+def connect_signals() -> None:
+    from django.contrib.auth import get_user_model
+    from django.db.models.signals import pre_save
+
+    pre_save.connect(void_pending_links, sender=get_user_model(), dispatch_uid="void_links")

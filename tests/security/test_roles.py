@@ -243,6 +243,32 @@ def test_a_set_password_link_dies_when_its_account_is_promoted(
     assert not bob.has_usable_password()
 
 
+@pytest.mark.parametrize("flip", ["is_active", "is_staff", "is_superuser"])
+def test_a_voided_set_password_link_stays_void_when_the_account_is_set_back(
+    accounts: dict[str, Any], flip: str
+) -> None:
+    """An admin deactivates an account whose link leaked (or a superuser promotes it for a
+    while): setting the flag back must not revive the link."""
+    admin = client_for(accounts["admin"])
+    html = admin.post("/users/new/", {"username": "bob", "email": "", "role": "viewer"})
+    link = html.content.decode().split('readonly value="', 1)[1].split('"', 1)[0]
+    link = link.replace("http://testserver", "")
+    bob = get_user_model().objects.get(username="bob")
+    if flip == "is_active":  # through the dashboard, as an admin would
+        assert admin.post(f"/users/{bob.pk}/deactivate/", {}).status_code == 302
+        assert admin.post(f"/users/{bob.pk}/reactivate/", {}).status_code == 302
+    else:  # a superuser in the Django admin, and back
+        for value in (True, False):
+            setattr(bob, flip, value)
+            bob.save()
+    bob.refresh_from_db()
+    assert bob.is_active and not bob.is_staff and not bob.is_superuser
+    page = client_for(None).get(link, follow=True).content.decode()
+    assert "This link no longer works" in page
+    fresh = admin.post(f"/users/{bob.pk}/password/", {}).content.decode()
+    assert "One-time set-password link for bob" in fresh  # a new link can be issued
+
+
 def test_a_look_alike_of_a_taken_username_is_refused(
     accounts: dict[str, Any], django_user_model: Any
 ) -> None:
