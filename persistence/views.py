@@ -190,11 +190,14 @@ def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         return not_found(
             request, hub, f"State “{state_id}” does not exist, has expired, or has no such version."
         )
+    timeline = selectors.timeline(view.versions, _int(request.GET.get("page"), 1) or 1)
+    shown = [item.meta.version for item in timeline.items]
     context: dict[str, Any] = {
         "hub": hub,
         "view": view,
         "state_id": state_id,
-        "timeline": selectors.timeline(view.versions, _int(request.GET.get("page"), 1) or 1),
+        "timeline": timeline,
+        "rolled_back_by": selectors.rollback_actors(hub.name, state_id, shown),
         "audit_trail": selectors.audit_trail(hub.name, state_id),
         "now": selectors.store_now(hub.store),
     }

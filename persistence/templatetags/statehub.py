@@ -89,7 +89,7 @@ def is_missing(value: Any) -> bool:
 
 
 @register.filter
-def get(mapping: dict[str, Any], key: str) -> Any:
+def get(mapping: dict[Any, Any], key: Any) -> Any:
     return mapping.get(key) if isinstance(mapping, dict) else None
 
 

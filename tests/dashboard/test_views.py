@@ -429,6 +429,20 @@ def test_rollback_writes_a_new_version(client: Client, store: StatePersistence) 
     assert meta.metadata["statehub.rollback_of"] == 1
     page = client.get(response["Location"]).content.decode()
     assert "Rolled back to version 1" in page and "rollback of v1" in page
+    assert 'by <strong title="from the audit log">ops</strong>' in page
+
+
+def test_a_rollback_claimed_in_metadata_is_not_shown_as_one_by_that_user(
+    client: Client, store: StatePersistence
+) -> None:
+    """Anyone who writes states can put "by" in a version's metadata; the timeline names an
+    operator only where the audit log recorded the rollback."""
+    seed(store)
+    forged = {"by": "ada", "reason": "approved", "statehub.rollback_of": 1}
+    store.save_with_metadata({"step": 9}, "run-1", metadata=forged)
+    html = client.get(url("state", "run-1")).content.decode()
+    assert "“by” ada in metadata" in html
+    assert 'from the audit log">ada' not in html and "by ada" not in html
 
 
 def test_the_same_rollback_form_sent_twice_writes_once(
