@@ -1,8 +1,13 @@
 """Dashboard URLs: every store page lives under /s/<store>/; a state id is the path's tail."""
 
+import re
+
 from django.urls import path, register_converter
 
 from persistence import views, views_audit, views_users, worker_views
+
+_DOTS = re.compile(r"~*\.{1,2}")  # a dot segment, escaped any number of times
+_ESCAPED_DOTS = re.compile(r"~+\.{1,2}")
 
 
 class StateIdConverter:
@@ -10,20 +15,19 @@ class StateIdConverter:
 
     Browsers (and htmx, and a redirect's Location) resolve `.` and `..` segments before a
     request is sent, so the link of a state named `junk/../victim` would open, roll back or
-    delete `victim`. Such a segment, and any segment starting with `~`, is written with one
-    more `~` in front, which the view's argument drops again. (`%2F` cannot keep a slash out
-    of the path instead: `reverse()` would quote the `%`.)
+    delete `victim`. Such a segment is written with a `~` in front, as is one that already
+    looks escaped (`~..`), so that every id has one URL and back; the view's argument drops
+    the `~` again. Other segments, `~name` included, are written as they are. (`%2F` cannot
+    keep a slash out of the path instead: `reverse()` would quote the `%`.)
     """
 
     regex = ".+"
 
     def to_python(self, value: str) -> str:
-        return "/".join(s[1:] if s.startswith("~") else s for s in value.split("/"))
+        return "/".join(s[1:] if _ESCAPED_DOTS.fullmatch(s) else s for s in value.split("/"))
 
     def to_url(self, value: str) -> str:
-        return "/".join(
-            f"~{s}" if s in (".", "..") or s.startswith("~") else s for s in value.split("/")
-        )
+        return "/".join(f"~{s}" if _DOTS.fullmatch(s) else s for s in value.split("/"))
 
 
 register_converter(StateIdConverter, "state_id")

@@ -228,7 +228,7 @@ def test_state_ids_with_slashes_and_odd_characters(client: Client, store: StateP
     assert response.status_code == 200 and response.context["view"].state_id == sid
 
 
-DOT_IDS = ["junk/../victim", "report/../../delete/victim", "..", ".", "a/./b", "~x", "x/~/y/~~"]
+DOT_IDS = ["junk/../victim", "report/../../delete/victim", "..", ".", "a/./b", "~..", "x/~~./y"]
 
 
 STATE_PAGES = [
@@ -276,6 +276,13 @@ def test_links_of_an_id_with_dot_segments_stay_on_that_state(
     client.post(browsed(url("delete_state", sid)), {"reason": "test"})
     assert store.load_with_metadata(sid) is None
     assert store.load_with_metadata("victim") is not None
+
+
+def test_ids_with_tildes_keep_the_urls_they_had(client: Client, store: StatePersistence) -> None:
+    for sid in ("~a/b", "a/b", "x/~/y/~~"):
+        store.save_with_metadata({"id": sid}, sid)
+        assert url("state", sid) == f"/s/default/state/{sid}"
+        assert client.get(url("state", sid)).context["view"].state_id == sid
 
 
 def test_missing_state_is_a_404_page(client: Client, store: StatePersistence) -> None:
