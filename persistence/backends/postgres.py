@@ -177,34 +177,30 @@ class PostgresStatePersistence(StatePersistence):
         self._pool_timeout = pool_timeout
         self._ping_conninfo = make_conninfo(dsn, connect_timeout=connect_timeout).encode()
         self._pinged_at, self._answers = -math.inf, True
-
-        def new_pool() -> ConnectionPool[Conn]:
-            return ConnectionPool(
-                dsn,
-                kwargs=connect_args,
-                min_size=min_size,
-                max_size=max_size,
-                timeout=pool_timeout,
-                name=self.application_name,
-                connection_class=Conn,
-                configure=_configure_session,
-                open=False,
-            )
-
-        self._new_pool = new_pool
-        self._pool = new_pool()
-        self._open_pool(wait=max(connect_timeout, 1) * 2)
-
-    def _open_pool(self, wait: float | None = None) -> None:
-        """Open ``_pool`` (waiting up to ``wait`` seconds for its first connections) in this
-        process; called again in a forked child, which must not use its parent's pool."""
+        self._pool_options: dict[str, Any] = {
+            "kwargs": connect_args,
+            "min_size": min_size,
+            "max_size": max_size,
+            "timeout": pool_timeout,
+            "name": self.application_name,
+        }
         self._pid = os.getpid()
-        self._ping_lock = threading.Lock()  # a parent's thread may have held it at the fork
+        self._ping_lock = threading.Lock()
+        self._pool = self._new_pool()
         try:
-            self._pool.open(wait=wait is not None, timeout=wait or 0)
+            self._pool.open(wait=True, timeout=max(connect_timeout, 1) * 2)
         except psycopg.Error as exc:
             self._pool.close()
             raise _translate(exc) from exc
+
+    def _new_pool(self) -> ConnectionPool[Conn]:
+        return ConnectionPool(
+            self.dsn,
+            **self._pool_options,
+            connection_class=Conn,
+            configure=_configure_session,
+            open=False,
+        )
 
     def _migrate(self, conn: Conn) -> None:
         # The advisory lock makes concurrent starters take turns; the second sees the work done,
@@ -250,10 +246,10 @@ class PostgresStatePersistence(StatePersistence):
         that is down: the pool would keep retrying in the background and each call would
         wait the whole timeout. After a second without a connection, a ping (as pg_isready's:
         no login) tells a busy pool (wait on) from a server that does not answer (fail now)."""
-        if self._pool.closed:
-            raise self._closed_error()
         if self._pid != os.getpid():
             self._repool_after_fork()
+        if self._pool.closed:
+            raise self._closed_error()
         try:
             return self._pool.getconn(timeout=min(1.0, self._pool_timeout))
         except PoolTimeout:
@@ -263,17 +259,20 @@ class PostgresStatePersistence(StatePersistence):
             raise psycopg.OperationalError("the server does not answer (pinged as pg_isready)")
         return self._pool.getconn(timeout=self._pool_timeout - 1.0)
 
-    def _repool_after_fork(self, *, reopen: bool = True) -> None:
-        """In a forked child: set the parent's pool aside (``_INHERITED``) for a new one."""
+    def _repool_after_fork(self) -> None:
+        """In a forked child: set the parent's pool aside (``_INHERITED``) for a new one, open
+        unless the store was closed. The new pool is opened before it is put in place, and the
+        pid recorded last: a thread that sees this process's pid sees its pool."""
         with _repool_lock:
             if self._pid == os.getpid():  # another thread of this child got there first
                 return
+            pool = self._new_pool()
+            if not self._pool.closed:
+                pool.open(wait=False)  # its first getconn waits for a connection
             _INHERITED.append(self._pool)
-            self._pool = self._new_pool()
-            if reopen:
-                self._open_pool()
-            else:  # closing: the new pool stays closed
-                self._pid = os.getpid()
+            self._pool = pool
+            self._ping_lock = threading.Lock()  # a parent's thread may have held it at the fork
+            self._pid = os.getpid()
 
     def _server_answers(self) -> bool:
         """Whether the server accepts connections; one ping at a time, and its answer serves
@@ -583,8 +582,11 @@ class PostgresStatePersistence(StatePersistence):
     # -- lifecycle
 
     def close(self) -> None:
-        if self._pid != os.getpid():  # a forked child's copy: leave the parent's pool alone
-            self._repool_after_fork(reopen=False)
+        with _repool_lock:
+            if self._pid != os.getpid():  # a forked child's copy: leave the parent's pool be
+                _INHERITED.append(self._pool)
+                self._pool = self._new_pool()  # never opened: closed
+                self._pid = os.getpid()
         self._pool.close()
 
     def describe(self) -> str:

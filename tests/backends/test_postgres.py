@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
 from persistence import (
     BackendUnavailableError,
@@ -258,19 +259,32 @@ def test_the_pool_recovers_after_its_connections_are_terminated(make_store: Fact
 
 
 def _child_saves_and_loads(store: PostgresStatePersistence, results: Any) -> None:
-    """In a forked child: its own saves and loads, then the store closed and its copies of
-    the parent's connections freed."""
+    """In a forked child: four threads making their first calls at once, each saving and
+    loading a state of its own; then the store closed and its copies freed."""
     wrong, errors = 0, []
-    for i in range(60):
-        try:
-            store.save_with_metadata({"who": "child", "i": i}, "c")
-            loaded = store.load_with_metadata("c")
-            wrong += loaded is None or loaded[0] != {"who": "child", "i": i}
-        except Exception as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
+    barrier = threading.Barrier(4)
+    opening = ConnectionPool.open
+
+    def slow_open(pool: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)  # the other threads arrive while the child's pool is being opened
+        return opening(pool, *args, **kwargs)
+
+    ConnectionPool.open = slow_open  # type: ignore[method-assign]  (this child only)
+
+    def work(n: int) -> None:
+        nonlocal wrong
+        barrier.wait()
+        for i in range(15):
+            try:
+                store.save_with_metadata({"who": f"child{n}", "i": i}, f"c{n}")
+                loaded = store.load_with_metadata(f"c{n}")
+                wrong += loaded is None or loaded[0] != {"who": f"child{n}", "i": i}
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    run_threads(work, 4)
     store.close()
-    del store
-    gc.collect()
+    gc.collect()  # the copies of the parent's connections are freed
     results.put((wrong, errors[:3]))
 
 
