@@ -438,19 +438,25 @@ def audit_page(query: AuditFilter, cursor: int | None = None, size: int = AUDIT_
     return AuditPage(entries, entries[-1].pk if more and entries else None)
 
 
-def rollback_actors(store: str, state_id: str, versions: Iterable[int]) -> dict[int, str]:
-    """Who wrote each of ``versions`` by a dashboard rollback, from the audit log. A version's
-    own ``by`` metadata is whatever its writer put there; only this is known to be true."""
+def rollback_actors(store: str, state_id: str, versions: Iterable[StateMetadata]) -> dict[int, str]:
+    """Who wrote each of ``versions`` by a dashboard rollback, from the audit log, matched by
+    number and write time. A version's own ``by`` metadata is whatever its writer put there;
+    only this is known to be true."""
     from persistence.models import AuditEntry
 
+    written = {meta.version: meta.created_at.timestamp() for meta in versions}
     rows = AuditEntry.objects.filter(
         store=store,
         state_id=state_id,
         action=AuditEntry.Action.ROLLBACK,
         outcome=AuditEntry.Outcome.OK,
-        details__new_version__in=list(versions),
-    ).values_list("details__new_version", "username")
-    return {int(version): username for version, username in rows}
+        details__new_version__in=list(written),
+    ).values_list("details", "username")
+    return {
+        details["new_version"]: username
+        for details, username in rows
+        if details.get("created_at") == written[details["new_version"]]
+    }
 
 
 def audit_trail(store: str, state_id: str, limit: int = AUDIT_TRAIL) -> list[Any]:

@@ -67,7 +67,10 @@ def rollback_state(
         if reason:
             metadata["reason"] = reason
         meta = store.rollback(state_id, version, metadata=metadata, write_id=write_id)
+        # With the version's write time, which its number alone is not (numbers start again
+        # at 1 when a state is deleted): the timeline matches both (selectors.rollback_actors).
         details["new_version"] = meta.version
+        details["created_at"] = meta.created_at.timestamp()
     return meta
 
 

@@ -191,7 +191,7 @@ def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
             request, hub, f"State “{state_id}” does not exist, has expired, or has no such version."
         )
     timeline = selectors.timeline(view.versions, _int(request.GET.get("page"), 1) or 1)
-    shown = [item.meta.version for item in timeline.items]
+    shown = [item.meta for item in timeline.items]
     context: dict[str, Any] = {
         "hub": hub,
         "view": view,

@@ -66,7 +66,8 @@ def test_operator_rolls_back_but_cannot_manage_users(accounts: dict[str, Any], s
         "/s/default/rollback/agent/one%20x", {"version": "1", "reason": "bad deploy"}
     )
     assert response.status_code == 302
-    assert store.load_with_metadata(STATE_ID)[0] == {"step": 1}
+    state, meta = store.load_with_metadata(STATE_ID)
+    assert state == {"step": 1}
     entry = AuditEntry.objects.latest("id")
     assert (entry.action, entry.outcome, entry.store, entry.state_id, entry.version) == (
         "rollback",
@@ -75,7 +76,8 @@ def test_operator_rolls_back_but_cannot_manage_users(accounts: dict[str, Any], s
         STATE_ID,
         1,
     )
-    assert entry.reason == "bad deploy" and entry.details == {"new_version": 4}
+    assert entry.reason == "bad deploy"
+    assert entry.details == {"new_version": 4, "created_at": meta.created_at.timestamp()}
     assert entry.address == "127.0.0.1"
     assert operator.get("/users/").status_code == 403
     assert operator.post("/users/new/", {"username": "x", "role": "viewer"}).status_code == 403
