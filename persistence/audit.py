@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from persistence import roles
 from persistence.models import AuditEntry
@@ -40,7 +40,18 @@ Outcome = AuditEntry.Outcome
 current_request: ContextVar[HttpRequest | None] = ContextVar("statehub_request", default=None)
 _LOGIN_ROW = "_statehub_login_audit"
 _POST_ROW = "_statehub_audited"  # set on a request once it has written its row
-UNSERVED = "statehub_unserved"  # a 404 or 503 response's reason, for its POST's row
+_UNSERVED = "_statehub_unserved"  # set on a 404 or 503 response: why, for its POST's row
+
+
+def mark_unserved(response: HttpResponse, why: str) -> HttpResponse:
+    """Say that ``response`` answers a request whose target is gone or whose store is down,
+    before any service ran: an allowed POST answered so still writes its ``error`` row."""
+    setattr(response, _UNSERVED, why)
+    return response
+
+
+def unserved(response: HttpResponse) -> str | None:
+    return getattr(response, _UNSERVED, None)
 
 
 def client_address(request: HttpRequest) -> str:
@@ -80,17 +91,33 @@ def record(
         setattr(request, _POST_ROW, True)
     return AuditEntry.objects.create(
         user=account,
-        username=str(name)[:150],
+        username=_text(name)[:150],
         address=client_address(request) if request is not None else "",
         action=action,
         outcome=outcome,
-        store=str(store)[:200],
-        state_id=str(state_id)[:512],
+        store=_text(store)[:200],
+        state_id=_text(state_id)[:512],
         # Only numbers that can be versions: a crafted POST must not stop its row being written.
         version=version if version is not None and 0 < version <= MAX_STORED_VERSION else None,
-        reason=str(reason)[:2000],
-        details=details or {},
+        reason=_text(reason)[:2000],
+        details=_clean(details or {}),
     )
+
+
+def _text(value: Any) -> str:
+    """Text a PostgreSQL column can hold: a crafted request's NUL becomes the two characters
+    ``\0`` (PostgreSQL refuses NUL in text and jsonb, which would lose the row in a 500)."""
+    return str(value).replace("\x00", "\\0")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_text(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
 
 
 @contextmanager
@@ -134,8 +161,8 @@ def record_unserved(
     request: HttpRequest, action: str, kwargs: dict[str, Any], status: int, error: str
 ) -> AuditEntry | None:
     """The ``error`` row of an allowed POST whose view answered ``status`` (404: what it acts
-    on is gone; 503: its store is down) without reaching a service, which would have written
-    the row itself; None when a row was written already."""
+    on is gone; 503: its store is down; see ``mark_unserved``) without reaching a service,
+    which would have written the row itself; None when a row was written already."""
     if getattr(request, _POST_ROW, False):
         return None
     details = {"status": status, "error": error[:1000]}

@@ -81,29 +81,30 @@ def require_role(
     needed: Role, *, action: str | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Answer 403 unless the user has ``needed``. A POST of ``action`` always writes one audit
-    row: ``denied`` here, or ``error`` here when the view answers 404 or 503 before its
-    service could write the row (what it acts on is gone, its store is down)."""
+    row: ``denied`` here, or ``error`` here when the view answers before its service could
+    write the row because what it acts on is gone or its store is down (audit.mark_unserved).
+    A POST of invalid input (a malformed version, an id no state can have) writes nothing."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             from persistence import audit  # audit imports this module
 
-            post = action if request.method == "POST" else None
+            audited_as = action if request.method == "POST" else None
             if not has_role(request.user, needed):
-                if post:
-                    audit.record_denied(request, post, needed, kwargs)
+                if audited_as:
+                    audit.record_denied(request, audited_as, needed, kwargs)
                 return forbidden(request, needed)
-            if not post:
+            if not audited_as:
                 return view(request, *args, **kwargs)
             try:
                 response = view(request, *args, **kwargs)
-            except Http404 as exc:
-                audit.record_unserved(request, post, kwargs, 404, str(exc))
+            except Http404 as exc:  # get_object_or_404: the user it names is gone
+                audit.record_unserved(request, audited_as, kwargs, 404, str(exc))
                 raise
-            if response.status_code in (404, 503):
-                error = getattr(response, audit.UNSERVED, "") or response.reason_phrase
-                audit.record_unserved(request, post, kwargs, response.status_code, error)
+            why = audit.unserved(response)
+            if why is not None:
+                audit.record_unserved(request, audited_as, kwargs, response.status_code, why)
             return response
 
         wrapper.statehub_role = needed  # type: ignore[attr-defined]

@@ -66,11 +66,14 @@ def page(
     return response
 
 
-def not_found(request: HttpRequest, hub: Hub | None, what: str) -> HttpResponse:
+def not_found(
+    request: HttpRequest, hub: Hub | None, what: str, *, gone: bool = False
+) -> HttpResponse:
+    """The 404 page. ``gone``: what a change acts on is not there (as opposed to input that
+    names nothing), so a POST answered with it is audited as an error."""
     response = page(request, "persistence/not_found.html", {"hub": hub, "what": what}, status=404)
     response["X-Statehub-Message"] = "Not found"
-    setattr(response, audit.UNSERVED, what)
-    return response
+    return audit.mark_unserved(response, what) if gone else response
 
 
 def store_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -79,7 +82,7 @@ def store_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
     @wraps(view)
     def wrapper(request: HttpRequest, store: str, *args: Any, **kwargs: Any) -> HttpResponse:
         if store not in conf.store_names():
-            return not_found(request, None, f"No store named “{store}” is configured.")
+            return not_found(request, None, f"No store named “{store}” is configured.", gone=True)
         try:
             try:
                 hub = Hub(store, conf.get_store(store))
@@ -106,8 +109,7 @@ def _store_down(request: HttpRequest, name: str, error: str) -> HttpResponse:
         request, "persistence/store_down.html", {"hub_name": name, "error": error}, status=503
     )
     response["X-Statehub-Message"] = f"Store '{name}' is unavailable"
-    setattr(response, audit.UNSERVED, f"store {name!r} is unavailable: {error}")
-    return response
+    return audit.mark_unserved(response, f"store {name!r} is unavailable: {error}")
 
 
 def _version(value: str | None) -> int | None:
@@ -258,7 +260,9 @@ def diff(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     versions = hub.store.list_versions(state_id)
     if not versions:
-        return not_found(request, hub, f"State “{state_id}” does not exist or has expired.")
+        return not_found(
+            request, hub, f"State “{state_id}” does not exist or has expired.", gone=True
+        )
     data = request.POST if request.method == "POST" else None
     form = RollbackForm(data, initial={"version": request.GET.get("to")})
     if form.is_valid():
@@ -336,6 +340,7 @@ def delete_version(request: HttpRequest, hub: Hub, state_id: str) -> HttpRespons
             hub,
             f"State “{state_id}” has no version {number or '?'} (now): it may have just been "
             "deleted or pruned, from another page or by a worker.",
+            gone=number is not None,
         )
     form = DeleteVersionForm(
         request.POST if request.method == "POST" else None, initial={"version": number}
@@ -376,7 +381,9 @@ def delete_version(request: HttpRequest, hub: Hub, state_id: str) -> HttpRespons
 def delete_state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     versions = hub.store.list_versions(state_id)
     if not versions:
-        return not_found(request, hub, f"State “{state_id}” does not exist or has expired.")
+        return not_found(
+            request, hub, f"State “{state_id}” does not exist or has expired.", gone=True
+        )
     form = ReasonForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         services.delete_state(

@@ -201,3 +201,36 @@ def test_an_allowed_post_whose_target_is_gone_writes_one_error_row(
     down = AuditEntry.objects.order_by("-id").first()
     assert (down.action, down.outcome, down.details["status"]) == ("delete_state", "error", 503)
     assert "unavailable" in down.details["error"]
+
+
+def test_a_post_of_input_that_names_nothing_writes_no_row(
+    accounts: dict[str, Any], store: Any
+) -> None:
+    """Malformed input is refused before anything is attempted, like an invalid form."""
+    operator = client_for(accounts["operator"])
+    state = STATE_ID.replace(" ", "%20")
+    before = AuditEntry.objects.count()
+    for path, data in [
+        (f"/s/default/rollback/{state}", {"version": "abc"}),
+        (f"/s/default/rollback/{state}", {"version": "0"}),
+        (f"/s/default/rollback/{state}", {}),
+        (f"/s/default/delete-version/{state}", {"version": "abc"}),
+        (f"/s/default/delete-version/{state}", {}),
+        ("/s/default/delete/a%00b", {}),  # an id no state can have
+    ]:
+        assert operator.post(path, data).status_code == 404, (path, data)
+    assert AuditEntry.objects.count() == before
+
+
+def test_a_nul_in_audited_text_is_written_as_an_escape(accounts: dict[str, Any]) -> None:
+    """PostgreSQL refuses NUL in text and jsonb: the row must still be written."""
+    row = audit.record(
+        "delete_state",
+        user=accounts["operator"],
+        state_id="a\x00b",
+        reason="why\x00",
+        details={"error": "x\x00", "k\x00": ["\x00"]},
+    )
+    row.refresh_from_db()
+    assert (row.state_id, row.reason) == ("a\\0b", "why\\0")
+    assert row.details == {"error": "x\\0", "k\\0": ["\\0"]}
