@@ -206,18 +206,31 @@ def deactivate_user(user: Any, target: Any, reason: str = "") -> None:
         _check_manageable(user, target)
         with transaction.atomic():
             _keeps_an_admin(target)
-            target.is_active = False
-            target.save(update_fields=["is_active", "password"])  # see tokens.void_pending_links
-            roles.forget(target)
+            _set_active(target, False)
 
 
 def reactivate_user(user: Any, target: Any, reason: str = "") -> None:
     with audited(Action.USER_REACTIVATE, user, "admin", reason=reason) as details:
         details.update(target=target.get_username(), target_id=target.pk)
         _check_manageable(user, target)
-        target.is_active = True
-        target.save(update_fields=["is_active", "password"])
-        roles.forget(target)
+        with transaction.atomic():
+            _set_active(target, True)
+
+
+def _set_active(target: Any, active: bool) -> None:
+    """Save ``target``'s active flag from its current row (not from the object, which may be
+    stale). An account waiting for its password gets a new unusable one: its set-password
+    link, which stops matching while the flag differs, must not match again when it is set
+    back (the link may have leaked)."""
+    row = type(target)._default_manager.select_for_update().get(pk=target.pk)
+    row.is_active = active
+    fields = ["is_active"]
+    if not row.has_usable_password():
+        row.set_unusable_password()
+        fields.append("password")
+    row.save(update_fields=fields)
+    target.is_active, target.password = row.is_active, row.password
+    roles.forget(target)
 
 
 def reset_password(user: Any, target: Any, reason: str = "") -> str:

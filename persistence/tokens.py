@@ -27,17 +27,18 @@ set_password_tokens = SetPasswordTokenGenerator()
 _ACCESS = ("is_active", "is_staff", "is_superuser")
 
 
-def void_pending_links(sender: Any, instance: Any, update_fields: Any = None, **_: Any) -> None:
-    """pre_save of the user model: when an account waiting for its password (a link is out)
-    is deactivated, promoted or demoted, give it a new unusable password. The token already
-    stops matching while a flag differs, but would match again once the flag is set back: a
-    link that leaked and was voided by deactivating the account must stay void after it is
-    reactivated. Saves that name their fields must name ``password`` for this to be kept."""
-    if instance.pk is None or instance.has_usable_password():
+def void_pending_links(
+    sender: Any, instance: Any, raw: bool = False, update_fields: Any = None, **_: Any
+) -> None:
+    """pre_save of the user model, for whole-object saves (the Django admin's): when an account
+    waiting for its password is promoted or demoted, give it a new unusable password, so that
+    the link voided by the change is not revived by undoing it. The dashboard's own changes
+    (services._set_active) do this themselves on the current row."""
+    if raw or update_fields is not None or instance.pk is None:
         return
-    if update_fields is not None and "password" not in update_fields:
+    if instance.has_usable_password():
         return
-    before = type(instance).objects.filter(pk=instance.pk).values(*_ACCESS).first()
+    before = sender._default_manager.filter(pk=instance.pk).values(*_ACCESS).first()
     if before and any(before[flag] != getattr(instance, flag) for flag in _ACCESS):
         instance.set_unusable_password()
 

@@ -271,6 +271,19 @@ def test_a_voided_set_password_link_stays_void_when_the_account_is_set_back(
     assert "One-time set-password link for bob" in fresh  # a new link can be issued
 
 
+def test_deactivating_a_stale_copy_keeps_a_password_set_meanwhile(
+    accounts: dict[str, Any],
+) -> None:
+    stale = get_user_model().objects.get(pk=accounts["viewer"].pk)
+    fresh = get_user_model().objects.get(pk=accounts["viewer"].pk)
+    fresh.set_password("a-new-pass-9134")
+    fresh.save()
+    services.deactivate_user(accounts["admin"], stale)
+    services.reactivate_user(accounts["admin"], stale)
+    stored = get_user_model().objects.get(pk=accounts["viewer"].pk)
+    assert stored.is_active and stored.check_password("a-new-pass-9134")
+
+
 def test_a_look_alike_of_a_taken_username_is_refused(
     accounts: dict[str, Any], django_user_model: Any
 ) -> None:
