@@ -69,8 +69,13 @@ def state_page(
     return Page(items=rows, next_cursor=page.next_cursor, prev_cursor=page.prev_cursor)
 
 
-def tag_counts(store: StatePersistence, limit: int = 1000) -> list[tuple[str, int]]:
-    return store.list_tags(limit=limit)
+TAGS_SHOWN = 1000  # the Tags page lists the most used; a page of more is no use to read
+
+
+def tag_counts(store: StatePersistence) -> tuple[list[tuple[str, int]], bool]:
+    """The TAGS_SHOWN most used tags with their counts, and whether the store has more."""
+    counts = store.list_tags(limit=TAGS_SHOWN + 1)
+    return counts[:TAGS_SHOWN], len(counts) > TAGS_SHOWN
 
 
 TAG_CHOICES_SECONDS = 60
@@ -119,7 +124,7 @@ class StateView:
 
     @property
     def tree_too_large(self) -> bool:
-        return self.size_json > TREE_MAX_BYTES
+        return too_large_for_tree(self.size_json)
 
 
 def state_view(
@@ -192,6 +197,12 @@ def state_json(
 def json_size(data: Any) -> int:
     """Bytes of ``data`` as compact JSON: what decides between the tree and capped text."""
     return len(orjson.dumps(data))
+
+
+def too_large_for_tree(size_json: int) -> bool:
+    """Whether data of ``size_json`` bytes is shown as capped text instead of the JSON tree
+    (a state, a checkpoint): past it, rendering the tree costs seconds in the browser."""
+    return size_json > TREE_MAX_BYTES
 
 
 def pretty_text(data: Any, limit: int = TREE_MAX_BYTES) -> tuple[str, bool]:

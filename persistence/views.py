@@ -126,9 +126,6 @@ def _version(value: str | None) -> int | None:
     return number
 
 
-TAGS_SHOWN = 1000  # the Tags page lists the most used; a page of more is no use to read
-
-
 def _int(value: str | None, default: int | None = None) -> int | None:
     try:
         number = int(value or "")
@@ -399,9 +396,7 @@ def delete_state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 @require_role("viewer")
 @store_view
 def tags(request: HttpRequest, hub: Hub) -> HttpResponse:
-    counts = selectors.tag_counts(hub.store, TAGS_SHOWN + 1)  # one more tells there are more
-    more = len(counts) > TAGS_SHOWN
-    counts = counts[:TAGS_SHOWN]
+    counts, more = selectors.tag_counts(hub.store)
     top = max((n for _, n in counts), default=1) or 1
     context = {
         "hub": hub,
@@ -421,10 +416,11 @@ def checkpoints(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     except StateIntegrityError as exc:
         found, context["corrupt"] = [], str(exc)
     # Each checkpoint's tree is inline in the list; a big one is only linked to.
-    context["checkpoints"] = [
-        {**cp, "size_json": selectors.json_size(cp["checkpoint_data"])} for cp in found
-    ]
-    context["tree_max_bytes"] = selectors.TREE_MAX_BYTES
+    context["checkpoints"] = []
+    for cp in found:
+        size = selectors.json_size(cp["checkpoint_data"])
+        as_link = selectors.too_large_for_tree(size)
+        context["checkpoints"].append({**cp, "size_json": size, "as_link": as_link})
     return page(request, "persistence/checkpoints.html", context)
 
 
@@ -443,7 +439,7 @@ def checkpoint(request: HttpRequest, hub: Hub, checkpoint_id: str) -> HttpRespon
         return not_found(request, hub, f"No checkpoint “{checkpoint_id}”.")
     context: dict[str, Any] = {"hub": hub, "cp": found}
     context["size_json"] = selectors.json_size(found["checkpoint_data"])
-    if context["size_json"] > selectors.TREE_MAX_BYTES:  # as the state page: capped text
+    if selectors.too_large_for_tree(context["size_json"]):  # as the state page: capped text
         context["pretty"], context["pretty_cut"] = selectors.pretty_text(found["checkpoint_data"])
     return page(request, "persistence/checkpoint.html", context)
 

@@ -657,9 +657,9 @@ def test_tags_page_counts_and_links(client: Client, store: StatePersistence) -> 
 def test_tags_page_says_when_it_shows_only_the_most_used(
     client: Client, store: StatePersistence, monkeypatch: Any
 ) -> None:
-    from persistence import views
+    from persistence import selectors
 
-    monkeypatch.setattr(views, "TAGS_SHOWN", 3)
+    monkeypatch.setattr(selectors, "TAGS_SHOWN", 3)
     for n in range(5):  # tag t0 on 5 states, t1 on 4, ... t4 on 1
         store.save_with_metadata({"n": n}, f"s{n}", tags=[f"t{i}" for i in range(n + 1)])
     html = client.get(url("tags")).content.decode()
