@@ -56,9 +56,18 @@ def ratio(value: float | None) -> str:
 @register.filter
 def as_json(value: Any) -> str:
     """Indented JSON text (escaped later by autoescape)."""
-    return orjson.dumps(
-        value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
-    ).decode()
+    return visible(
+        orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str)
+    )
+
+
+@register.filter
+def visible(value: Any) -> str:
+    """Text (JSON text, a tag, a metadata value) with its bidi controls written as \\u escapes,
+    which JSON reads back the same: shown as they are, they would silently reorder what
+    follows them."""
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return text.translate(_BIDI)
 
 
 @register.filter
@@ -75,12 +84,12 @@ def audit_state_url(entry: Any) -> str:
 @register.filter
 def as_json_line(value: Any) -> str:
     """Compact one-line JSON text (escaped later by autoescape)."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    return visible(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str))
 
 
 @register.filter
 def preview(value: Any) -> str:
-    return diff.preview(value)
+    return visible(diff.preview(value))
 
 
 @register.filter
@@ -122,7 +131,7 @@ def _key_html(key: str | int | None) -> str:
 def _string_html(text: str) -> str:
     """A JSON string for the tree: bidi controls escaped, the inside isolated (<bdi>: right-to-
     left text stays between its quotes), and cut at TREE_MAX_STRING characters."""
-    shown = orjson.dumps(text[:TREE_MAX_STRING]).decode()[1:-1].translate(_BIDI)
+    shown = visible(orjson.dumps(text[:TREE_MAX_STRING]))[1:-1]
     more = len(text) - TREE_MAX_STRING
     cut = f'<span class="j-cut-inline">… {more:,} more characters</span>' if more > 0 else ""
     return f'"<bdi>{escape(shown)}</bdi>{cut}"'

@@ -715,6 +715,25 @@ def test_tree_cuts_long_strings_and_shows_hidden_bidi_controls(
     assert '"<bdi>שלום</bdi>"' in html
 
 
+def test_bidi_controls_are_shown_as_escapes_in_metadata_and_diffs(
+    client: Client, store: StatePersistence
+) -> None:
+    store.save_with_metadata(
+        {"note": "plain"}, "bidi", tags=["t\u202ex"], metadata={"by": "ops\u202eevil"}
+    )
+    store.save_with_metadata({"note": "ok\u2066x"}, "bidi")
+    state = client.get(url("state", "bidi"), {"v": 1}).content.decode()
+    diff = client.get(url("diff", "bidi")).content.decode()
+    listing = client.get(url("states")).content.decode()
+    tags = client.get(url("tags")).content.decode()
+    for html in (state, diff):
+        assert "\u202e" not in html and "\u2066" not in html
+    # Tag chips too; the filter's suggestions keep the tag itself as the value to send.
+    assert ">t\\u202ex</a>" in listing and ">t\\u202ex</a>" in tags
+    assert "ops\\u202eevil" in state  # the metadata, as JSON
+    assert "ok\\u2066x" in diff  # in the changes table and the side-by-side view
+
+
 def test_stats_page(client: Client, store: StatePersistence) -> None:
     seed(store)
     response = client.get(url("stats"))
