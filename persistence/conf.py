@@ -8,6 +8,7 @@ Stores are opened once per process and shared by every request and task in it.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,14 @@ from persistence.registry import _redact
 
 _lock = threading.Lock()
 _open: dict[str, StatePersistence] = {}
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 @dataclass(frozen=True)

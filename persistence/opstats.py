@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any
 
@@ -15,6 +17,7 @@ class OperationStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        _EVERY.add(self)
         self._calls: dict[str, int] = {}
         self._errors: dict[str, int] = {}
         self._latency: dict[str, deque[float]] = {}
@@ -70,3 +73,16 @@ class _Timer:
 def _pct(ordered: list[float], q: float) -> float:
     index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
     return round(ordered[index] * 1000, 3)
+
+
+_EVERY: weakref.WeakSet[OperationStats] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # A lock that another thread of the parent held at the fork stays held in the child, where
+    # that thread does not exist: the child's first call would wait forever.
+    for stats in list(_EVERY):
+        stats._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)

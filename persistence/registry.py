@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -24,6 +25,14 @@ _SCHEMES: dict[str, tuple[str, str, str]] = {
 # in-process workers, or a test and the views it drives); plain memory:// is always new.
 _named_memory: dict[str, StatePersistence] = {}
 _named_lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    global _named_lock
+    _named_lock = threading.Lock()  # another thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def connect(url: str, **options: Any) -> StatePersistence:

@@ -222,13 +222,17 @@ def _set_active(target: Any, active: bool) -> None:
     stale). An account waiting for its password gets a new unusable one: its set-password
     link, which stops matching while the flag differs, must not match again when it is set
     back (the link may have leaked)."""
-    row = type(target)._default_manager.select_for_update().get(pk=target.pk)
-    row.is_active = active
-    fields = ["is_active"]
-    if not row.has_usable_password():
-        row.set_unusable_password()
-        fields.append("password")
-    row.save(update_fields=fields)
+    # NO KEY UPDATE, as a plain UPDATE would take: FOR UPDATE would also wait for the key-share
+    # lock that adding the user to a group holds while it waits for the admin group's row,
+    # which a deactivation holds (_keeps_an_admin): a deadlock.
+    row = type(target)._default_manager.select_for_update(no_key=True).get(pk=target.pk)
+    if row.is_active != active:  # a repeated click must not void the link of a waiting account
+        row.is_active = active
+        fields = ["is_active"]
+        if not row.has_usable_password():
+            row.set_unusable_password()
+            fields.append("password")
+        row.save(update_fields=fields)
     target.is_active, target.password = row.is_active, row.password
     roles.forget(target)
 

@@ -260,7 +260,8 @@ def test_the_pool_recovers_after_its_connections_are_terminated(make_store: Fact
 
 def _child_saves_and_loads(store: PostgresStatePersistence, results: Any) -> None:
     """In a forked child: four threads making their first calls at once, each saving and
-    loading a state of its own; then the store closed and its copies freed."""
+    loading a state of its own; then the store closed, and garbage collected (the parent's
+    pool, set aside in the child, must stay untouched)."""
     wrong, errors = 0, []
     barrier = threading.Barrier(4)
     opening = ConnectionPool.open
@@ -284,7 +285,7 @@ def _child_saves_and_loads(store: PostgresStatePersistence, results: Any) -> Non
 
     run_threads(work, 4)
     store.close()
-    gc.collect()  # the copies of the parent's connections are freed
+    gc.collect()
     results.put((wrong, errors[:3]))
 
 
@@ -316,6 +317,27 @@ def test_a_forked_child_uses_connections_of_its_own(make_store: Factory) -> None
     # Nothing the children did, closed or freed ended a session of the parent's.
     assert sessions <= set(backends_of(store))
     assert store.load_with_metadata("p") is not None
+
+
+def _load_from_closed(store: PostgresStatePersistence, results: Any) -> None:
+    try:
+        store.load_with_metadata("p")
+        results.put("loaded")
+    except BackendUnavailableError as exc:
+        results.put(str(exc))
+
+
+@on_postgres
+def test_a_store_closed_before_a_fork_stays_closed_in_the_child(make_store: Factory) -> None:
+    store = make_store()
+    store.save_with_metadata({"v": 1}, "p")
+    store.close()
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=_load_from_closed, args=(store, results))
+    child.start()
+    assert "was closed" in results.get(timeout=30)
+    child.join(10)
 
 
 @pytest.mark.slow

@@ -66,6 +66,24 @@ for n in range(ROUNDS):
     for t in threads:
         t.join()
     left.append(services.active_admins().count())
+    # Both admins again; one promotes a viewer while the other deactivates it: no deadlock.
+    User.objects.filter(pk__in=[a.pk, b.pk]).update(is_active=True)
+    a.groups.add(admin)
+    b.groups.add(admin)
+    viewer = User.objects.create_user(f"v{n}")
+    barrier = threading.Barrier(2)
+
+    def promote(user, target, reason):
+        services.set_role(user, target, "admin", reason)
+
+    threads = [
+        threading.Thread(target=act, args=(a.pk, viewer.pk, promote)),
+        threading.Thread(target=act, args=(b.pk, viewer.pk, services.deactivate_user)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 print(json.dumps({"left": left, "unexpected": unexpected}))
 """
 
