@@ -271,6 +271,16 @@ def test_a_voided_set_password_link_stays_void_when_the_account_is_set_back(
     assert "One-time set-password link for bob" in fresh  # a new link can be issued
 
 
+def test_reactivating_an_active_account_keeps_its_link(accounts: dict[str, Any]) -> None:
+    admin = client_for(accounts["admin"])
+    html = admin.post("/users/new/", {"username": "bob", "email": "", "role": "viewer"})
+    link = html.content.decode().split('readonly value="', 1)[1].split('"', 1)[0]
+    bob = get_user_model().objects.get(username="bob")
+    assert admin.post(f"/users/{bob.pk}/reactivate/", {}).status_code == 302  # a no-op
+    page = client_for(None).get(link.replace("http://testserver", ""), follow=True)
+    assert "Set your password" in page.content.decode()
+
+
 def test_deactivating_a_stale_copy_keeps_a_password_set_meanwhile(
     accounts: dict[str, Any],
 ) -> None:
