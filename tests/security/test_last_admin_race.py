@@ -34,13 +34,20 @@ from persistence import services
 call_command("migrate", verbosity=0)
 User = get_user_model()
 admin = Group.objects.get(name="admin")
-left, unexpected = [], []
-for n in range(ROUNDS):
-    User.objects.all().delete()
-    a, b = (User.objects.create_user(f"{who}{n}") for who in "ab")
-    a.groups.add(admin)
-    b.groups.add(admin)
-    barrier = threading.Barrier(2)
+unexpected = []
+
+
+def demote(user, target, reason):
+    services.set_role(user, target, "viewer", reason)
+
+
+def promote(user, target, reason):
+    services.set_role(user, target, "admin", reason)
+
+
+def race(*calls):
+    # Each (actor, target, change) in a thread of its own, released together.
+    barrier = threading.Barrier(len(calls))
 
     def act(actor_pk, target_pk, change):
         actor, target = User.objects.get(pk=actor_pk), User.objects.get(pk=target_pk)
@@ -54,36 +61,27 @@ for n in range(ROUNDS):
         finally:
             connections.close_all()
 
-    def demote(user, target, reason):
-        services.set_role(user, target, "viewer", reason)
-
-    threads = [
-        threading.Thread(target=act, args=(a.pk, b.pk, demote)),
-        threading.Thread(target=act, args=(b.pk, a.pk, services.deactivate_user)),
-    ]
+    threads = [threading.Thread(target=act, args=call) for call in calls]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+
+
+left = []
+for n in range(ROUNDS):
+    User.objects.all().delete()
+    a, b = (User.objects.create_user(f"{who}{n}") for who in "ab")
+    a.groups.add(admin)
+    b.groups.add(admin)
+    race((a.pk, b.pk, demote), (b.pk, a.pk, services.deactivate_user))
     left.append(services.active_admins().count())
     # Both admins again; one promotes a viewer while the other deactivates it: no deadlock.
     User.objects.filter(pk__in=[a.pk, b.pk]).update(is_active=True)
     a.groups.add(admin)
     b.groups.add(admin)
     viewer = User.objects.create_user(f"v{n}")
-    barrier = threading.Barrier(2)
-
-    def promote(user, target, reason):
-        services.set_role(user, target, "admin", reason)
-
-    threads = [
-        threading.Thread(target=act, args=(a.pk, viewer.pk, promote)),
-        threading.Thread(target=act, args=(b.pk, viewer.pk, services.deactivate_user)),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    race((a.pk, viewer.pk, promote), (b.pk, viewer.pk, services.deactivate_user))
 print(json.dumps({"left": left, "unexpected": unexpected}))
 """
 
