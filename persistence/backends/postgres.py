@@ -259,15 +259,15 @@ class PostgresStatePersistence(StatePersistence):
             raise psycopg.OperationalError("the server does not answer (pinged as pg_isready)")
         return self._pool.getconn(timeout=self._pool_timeout - 1.0)
 
-    def _repool_after_fork(self) -> None:
+    def _repool_after_fork(self, *, reopen: bool = True) -> None:
         """In a forked child: set the parent's pool aside (``_INHERITED``) for a new one, open
-        unless the store was closed. The new pool is opened before it is put in place, and the
-        pid recorded last: a thread that sees this process's pid sees its pool."""
+        if ``reopen`` and the store was not closed. The new pool is opened before it is put in
+        place, and the pid recorded last: a thread that sees this process's pid sees its pool."""
         with _repool_lock:
-            if self._pid == os.getpid():  # another thread of this child got there first
+            if self._pid == os.getpid():  # not a child, or another thread got there first
                 return
             pool = self._new_pool()
-            if not self._pool.closed:
+            if reopen and not self._pool.closed:
                 pool.open(wait=False)  # its first getconn waits for a connection
             _INHERITED.append(self._pool)
             self._pool = pool
@@ -582,11 +582,7 @@ class PostgresStatePersistence(StatePersistence):
     # -- lifecycle
 
     def close(self) -> None:
-        with _repool_lock:
-            if self._pid != os.getpid():  # a forked child's copy: leave the parent's pool be
-                _INHERITED.append(self._pool)
-                self._pool = self._new_pool()  # never opened: closed
-                self._pid = os.getpid()
+        self._repool_after_fork(reopen=False)  # in a child: leave the parent's pool be
         self._pool.close()
 
     def describe(self) -> str:

@@ -23,7 +23,7 @@ TREE_MAX_NODES = 5000
 TREE_MAX_STRING = 2000  # characters of one string or key the tree shows
 OPEN_DEPTH = 2
 # Invisible characters that reorder the text around them (bidi embeddings, overrides, isolates,
-# marks): the tree shows them as JSON escapes, so "abc\u202e" cannot pass for something else.
+# marks): ``visible`` writes them as JSON escapes, so "abc\u202e" cannot pass for something else.
 _BIDI = str.maketrans(
     {
         c: f"\\u{c:04x}"
