@@ -4,7 +4,8 @@
      ├── VersionConflictError      an explicit version is not above the state's latest
      ├── StateNotFoundError        rollback's target state or version does not exist (LookupError)
      ├── VersionPrunedError        a version existed but was pruned past max_versions (LookupError)
-     ├── StateIntegrityError       stored bytes fail their checksum or cannot be decoded
+     ├── StateIntegrityError       stored bytes fail their checksum or cannot be decoded (also a
+     │                             damaged SQLite file)
      ├── StateSerializationError   a state or metadata is not exactly representable as JSON
      │                             (also TypeError and ValueError)
      └── BackendUnavailableError   the server cannot be reached (also the builtin ConnectionError)

@@ -27,6 +27,7 @@ from persistence import audit, conf, selectors, services
 from persistence import validation as check
 from persistence.errors import (
     BackendUnavailableError,
+    PersistenceError,
     StateIntegrityError,
     StateNotFoundError,
     VersionPrunedError,
@@ -100,16 +101,21 @@ def store_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
                 return not_found(request, hub, str(exc))
         except (BackendUnavailableError, ConnectionError, TimeoutError) as exc:
             return _store_down(request, store, str(exc) or type(exc).__name__)
+        except PersistenceError as exc:  # what no view expects: a damaged SQLite file, say
+            return _store_down(request, store, str(exc), unavailable=False)
 
     return wrapper
 
 
-def _store_down(request: HttpRequest, name: str, error: str) -> HttpResponse:
-    response = page(
-        request, "persistence/store_down.html", {"hub_name": name, "error": error}, status=503
-    )
-    response["X-Statehub-Message"] = f"Store '{name}' is unavailable"
-    return audit.mark_unserved(response, f"store {name!r} is unavailable: {error}")
+def _store_down(
+    request: HttpRequest, name: str, error: str, *, unavailable: bool = True
+) -> HttpResponse:
+    context = {"hub_name": name, "error": error, "unavailable": unavailable}
+    status = 503 if unavailable else 500
+    response = page(request, "persistence/store_down.html", context, status=status)
+    what = "is unavailable" if unavailable else "failed"
+    response["X-Statehub-Message"] = f"Store '{name}' {what}"
+    return audit.mark_unserved(response, f"store {name!r} {what}: {error}")
 
 
 def _version(value: str | None) -> int | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from persistence import StatePersistence
 
@@ -53,3 +54,13 @@ def write_frame(store: StatePersistence, state_id: str, version: int, frame: byt
             )
     else:
         store._test_write_frame(state_id, version, frame)  # type: ignore[attr-defined]
+
+
+def damage_sqlite_pages(path: Path) -> None:
+    """Overwrite every page of a closed SQLite file but the first (the schema), as a disk
+    fault would: a store opened on it afterwards finds its tables' pages malformed."""
+    size = path.stat().st_size
+    with path.open("r+b") as raw:
+        for offset in range(4096, size, 4096):
+            raw.seek(offset)
+            raw.write(b"\x5a" * 4096)

@@ -20,7 +20,12 @@ from typing import Any
 
 import orjson
 
-from persistence.errors import BackendUnavailableError, VersionConflictError
+from persistence.errors import (
+    BackendUnavailableError,
+    PersistenceError,
+    StateIntegrityError,
+    VersionConflictError,
+)
 from persistence.store import (
     CheckpointRow,
     ReadResult,
@@ -235,8 +240,8 @@ class SQLiteStatePersistence(StatePersistence):
         conn = self._acquire()
         try:
             return conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise BackendUnavailableError(f"SQLite {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
         finally:
             self._release()
 
@@ -672,6 +677,19 @@ def _and(clauses: list[str]) -> str:
     return "".join(f" AND {c}" for c in clauses)
 
 
+# SQLite's primary result codes for a file whose pages are not a valid database.
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def _translate(exc: sqlite3.Error, path: str) -> PersistenceError:
+    """The one place sqlite3 errors become statehub errors."""
+    if exc.sqlite_errorcode & 0xFF in _DAMAGED:  # extended codes keep the primary in the low byte
+        return StateIntegrityError(f"SQLite file {path} is damaged: {exc}")
+    if isinstance(exc, sqlite3.OperationalError):  # locked past the timeout, a full disk, I/O
+        return BackendUnavailableError(f"SQLite {path}: {exc}")
+    return PersistenceError(f"SQLite {path}: {exc}")
+
+
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -725,10 +743,10 @@ class _Transaction:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     return conn
-                except sqlite3.OperationalError as exc:
-                    if not _is_locked(exc) or time.monotonic() > deadline:
-                        path = self._store.path
-                        raise BackendUnavailableError(f"SQLite {path}: {exc}") from exc
+                except sqlite3.Error as exc:
+                    locked = isinstance(exc, sqlite3.OperationalError) and _is_locked(exc)
+                    if not locked or time.monotonic() > deadline:
+                        raise _translate(exc, self._store.path) from exc
                     time.sleep(delay)
                     delay = min(delay * 2, 0.2)
         except BaseException:
@@ -748,13 +766,13 @@ class _Transaction:
                     return
                 except sqlite3.Error as exc:
                     _rollback(self._conn)
-                    raise BackendUnavailableError(f"SQLite {self._store.path}: {exc}") from exc
+                    raise _translate(exc, self._store.path) from exc
                 except BaseException:
                     _rollback(self._conn)
                     raise
             _rollback(self._conn)
-            if isinstance(error, sqlite3.OperationalError):  # a full disk, an I/O error
-                raise BackendUnavailableError(f"SQLite {self._store.path}: {error}") from error
+            if isinstance(error, sqlite3.Error):  # a full disk, an I/O error, a damaged file
+                raise _translate(error, self._store.path) from error
         finally:
             self._store._release()
 

@@ -17,6 +17,7 @@ from persistence import BackendUnavailableError, StateIntegrityError, connect
 from persistence.backends.sqlite import MIGRATIONS
 from persistence.types import to_micros
 from tests.conftest import FakeClock
+from tests.corruption import damage_sqlite_pages
 
 
 def test_a_file_from_before_rounded_write_times_is_upgraded_and_pages_by_time(
@@ -280,4 +281,29 @@ def test_a_full_disk_is_reported_as_unavailable_and_writes_nothing(tmp_path: Pat
         store.save_with_metadata({"big": os.urandom(200_000).hex()}, "s")
     loaded = store.load_with_metadata("s")
     assert loaded is not None and loaded[0] == {"v": 1} and loaded[1].version == 1
+    store.close()
+
+
+def test_a_damaged_file_raises_integrity_errors_not_sqlite3_errors(tmp_path: Path) -> None:
+    """Pages overwritten by something outside the store (a disk fault, a bad copy) surface as
+    StateIntegrityError naming the file, on reads and writes alike; sqlite3's own
+    DatabaseError would reach callers who catch only statehub's errors."""
+    path = tmp_path / "damaged.db"
+    store = connect(f"sqlite:///{path}")
+    store.save_many(
+        [{"state_id": f"s{i}", "state": {"pad": "x" * 500}, "tags": ["t"]} for i in range(300)]
+    )
+    store.close()
+    damage_sqlite_pages(path)
+    store = connect(f"sqlite:///{path}")  # its page cache must not hold the old pages
+    calls = {
+        "load": lambda: store.load_with_metadata("s5"),
+        "list": lambda: list(store.list_states()),
+        "search": lambda: store.search_by_tags(["t"]),
+        "save": lambda: store.save_with_metadata({"v": 1}, "s7"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StateIntegrityError, match=r"damaged\.db is damaged") as caught:
+            call()
+        assert isinstance(caught.value.__cause__, sqlite3.DatabaseError), name
     store.close()

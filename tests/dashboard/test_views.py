@@ -6,6 +6,7 @@ import base64
 import re
 from dataclasses import replace
 from html import unescape as html_unescape
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -14,7 +15,8 @@ import pytest
 from django.test import Client
 from django.urls import resolve, reverse
 
-from persistence import StatePersistence
+from persistence import StatePersistence, connect
+from tests.corruption import damage_sqlite_pages
 from tests.dashboard.conftest import htmx
 
 pytestmark = pytest.mark.django_db
@@ -770,6 +772,22 @@ def test_store_down_shows_a_banner(client: Client, configure: Any) -> None:
         assert b"is unavailable" in response.content and b"<html" in response.content
     partial = client.get(reverse("persistence:states", args=["down"]), headers=htmx())
     assert partial.status_code == 503 and partial["X-Statehub-Message"]
+
+
+def test_a_store_error_no_view_expects_shows_a_page_saying_so(
+    client: Client, configure: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "damaged.db"
+    seeded = connect(f"sqlite:///{path}")
+    seeded.save_many([{"state_id": f"s{i}", "state": {"i": i}} for i in range(300)])
+    seeded.close()
+    damage_sqlite_pages(path)
+    configure({"damaged": f"sqlite:///{path}"})
+    response = client.get(reverse("persistence:states", args=["damaged"]))
+    assert response.status_code == 500
+    html = response.content.decode()
+    assert "Store “damaged” failed." in html and "damaged.db is damaged" in html
+    assert response["X-Statehub-Message"] == "Store 'damaged' failed"
 
 
 def test_unknown_store_is_404(client: Client, store: StatePersistence) -> None:
