@@ -17,7 +17,6 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 from persistence import StatePersistence, connect
-from persistence.registry import _redact
 
 _lock = threading.Lock()
 _open: dict[str, StatePersistence] = {}
@@ -36,10 +35,6 @@ class StoreConfig:
     name: str
     url: str
     options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def display_url(self) -> str:
-        return _redact(self.url)
 
 
 def store_configs() -> dict[str, StoreConfig]:

@@ -6,7 +6,7 @@ import importlib
 import os
 import threading
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from persistence.store import StatePersistence
 
@@ -47,7 +47,7 @@ def connect(url: str, **options: Any) -> StatePersistence:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in _SCHEMES:
         valid = ", ".join(f"{s}://" for s in _SCHEMES)
-        raise ValueError(f"unknown store URL scheme in {_redact(url)!r}; use one of: {valid}")
+        raise ValueError(f"unknown store URL scheme in {redact_url(url)!r}; use one of: {valid}")
     module_name, class_name, style = _SCHEMES[scheme]
     cls = getattr(importlib.import_module(module_name), class_name)
     if style == "memory":
@@ -101,8 +101,14 @@ def _sqlite_options(url: str) -> dict[str, Any]:
     return options
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url) if "://" in url else None
-    if parts is None or parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@")
+def redact_url(url: str) -> str:
+    """``url`` without its password, in the userinfo or a ``password`` option, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a bracketed host left open, say: show no part of it
+        return url.split("://", 1)[0] + "://…"
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

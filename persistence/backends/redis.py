@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.connection import parse_url
@@ -40,6 +40,7 @@ from persistence.errors import (
     PersistenceError,
     VersionConflictError,
 )
+from persistence.registry import redact_url
 from persistence.sizes import ByteCount
 from persistence.store import (
     CheckpointRow,
@@ -143,15 +144,6 @@ def _tags(joined: bytes | None) -> tuple[str, ...]:
     return tuple(joined.decode().split(SEP)) if joined else ()
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 def _parse_url(url: str, shown: str) -> dict[str, Any]:
     """redis-py's reading of ``url``, with the mistakes it would let through (or report only
     as a driver error on the first call) refused as a ValueError naming them; ``shown`` is the
@@ -200,7 +192,7 @@ class RedisStatePersistence(StatePersistence):
         self.namespace = namespace
         self._closed = False
         self._global = f"{namespace}:{{_}}:"
-        self._url = _redact(redis_url)
+        self._url = redact_url(redis_url)
         # Frames are bytes: whatever the caller asks for, replies must not be decoded.
         options = {**(redis_options or {}), "decode_responses": False}
         self._idle: IdleConnections | PoolConnections
