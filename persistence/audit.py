@@ -24,11 +24,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
-from persistence import roles
+from persistence import conf, roles
 from persistence.models import AuditEntry
 from persistence.validation import MAX_STORED_VERSION
 
@@ -56,7 +55,7 @@ def unserved(response: HttpResponse) -> str | None:
 
 def client_address(request: HttpRequest) -> str:
     """The client's IP: REMOTE_ADDR, unless STATEHUB_TRUSTED_PROXIES proxies append to XFF."""
-    hops = int(getattr(settings, "STATEHUB_TRUSTED_PROXIES", 0) or 0)
+    hops = conf.trusted_proxies()
     remote = str(request.META.get("REMOTE_ADDR") or "")
     if hops > 0:
         chain = [

@@ -97,6 +97,33 @@ def connect_signals() -> None:
     setting_changed.connect(_on_setting_changed, dispatch_uid="statehub-stores")
 
 
+# The Content-Security-Policy of every dashboard response unless STATEHUB_CSP (a mapping of
+# directive -> sources) replaces it: no inline scripts or styles anywhere.
+DEFAULT_CSP: dict[str, list[str]] = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'none'"],
+}
+
+
+def csp_policy() -> dict[str, list[str]]:
+    return getattr(settings, "STATEHUB_CSP", None) or DEFAULT_CSP
+
+
+def trusted_proxies() -> int:
+    """How many reverse proxies in front of the dashboard append to X-Forwarded-For."""
+    value = getattr(settings, "STATEHUB_TRUSTED_PROXIES", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"STATEHUB_TRUSTED_PROXIES must be an int >= 0 (got {value!r})")
+    return value
+
+
 @dataclass(frozen=True)
 class CleanupSettings:
     """How the cleanup workers run: the STATEHUB_* settings of docs/workers.md."""

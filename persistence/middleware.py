@@ -1,34 +1,21 @@
 """Security middleware of the dashboard: the Content-Security-Policy header and the audit context.
 
-Django 5.2 has no CSP support of its own. The policy comes from the STATEHUB_CSP setting (a
-mapping of directive -> list of sources) and is sent on every response that has none yet.
+Django 5.2 has no CSP support of its own. The policy is ``conf.csp_policy()`` (STATEHUB_CSP, or
+``conf.DEFAULT_CSP``) and is sent on every response that has none yet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 
-from persistence import audit
-
-DEFAULT_CSP: dict[str, list[str]] = {
-    "default-src": ["'self'"],
-    "script-src": ["'self'"],
-    "style-src": ["'self'"],
-    "img-src": ["'self'", "data:"],
-    "connect-src": ["'self'"],
-    "object-src": ["'none'"],
-    "frame-ancestors": ["'none'"],
-    "form-action": ["'self'"],
-    "base-uri": ["'none'"],
-}
+from persistence import audit, conf
 
 
 def csp_header() -> str:
-    policy = getattr(settings, "STATEHUB_CSP", None) or DEFAULT_CSP
+    policy = conf.csp_policy()
     return "; ".join(f"{name} {' '.join(sources)}".strip() for name, sources in policy.items())
 
 

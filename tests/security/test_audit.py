@@ -152,6 +152,9 @@ def test_forwarded_for_is_trusted_only_when_configured(rf: Any, settings: Any) -
     assert audit.client_address(request) == "6.6.6.6"
     settings.STATEHUB_TRUSTED_PROXIES = 3
     assert audit.client_address(request) == "10.0.0.9"  # fewer hops than proxies: not trusted
+    settings.STATEHUB_TRUSTED_PROXIES = "1"
+    with pytest.raises(ValueError, match="STATEHUB_TRUSTED_PROXIES must be an int"):
+        audit.client_address(request)
 
 
 def test_a_refused_post_with_an_impossible_version_is_still_audited(

@@ -68,6 +68,14 @@ def test_security_headers(accounts: dict[str, Any], store: Any) -> None:
     assert "Content-Security-Policy" in login and login["X-Frame-Options"] == "DENY"
 
 
+def test_a_statehub_csp_setting_replaces_the_default_policy(
+    accounts: dict[str, Any], store: Any, settings: Any
+) -> None:
+    settings.STATEHUB_CSP = {"default-src": ["'self'"], "report-uri": ["/csp"]}
+    response = client_for(accounts["viewer"]).get("/s/default/")
+    assert response["Content-Security-Policy"] == "default-src 'self'; report-uri /csp"
+
+
 def test_no_inline_script_or_style_in_pages(accounts: dict[str, Any], store: Any) -> None:
     admin = client_for(accounts["admin"])
     for url in (
