@@ -39,12 +39,13 @@ class VersionConflictError(PersistenceError):
 
 
 class VersionPrunedError(PersistenceError, LookupError):
-    """The version asked for was pruned (it is older than the oldest version kept)."""
+    """The version asked for was pruned: it is below ``oldest_kept``, the lowest number the
+    state still keeps (a version above it may be missing too, if it was deleted)."""
 
     def __init__(self, state_id: str, version: int, oldest_kept: int) -> None:
         super().__init__(
             f"version {version} of state {state_id!r} was pruned; "
-            f"the oldest version kept is {oldest_kept}"
+            f"versions below {oldest_kept} are no longer kept"
         )
         self.state_id = state_id
         self.version = version

@@ -48,6 +48,7 @@ def connect(url: str, **options: Any) -> StatePersistence:
     if scheme not in _SCHEMES:
         valid = ", ".join(f"{s}://" for s in _SCHEMES)
         raise ValueError(f"unknown store URL scheme in {redact_url(url)!r}; use one of: {valid}")
+    url = scheme + url[len(scheme) :]  # REDIS:// too: the drivers take lowercase schemes only
     module_name, class_name, style = _SCHEMES[scheme]
     cls = getattr(importlib.import_module(module_name), class_name)
     if style == "memory":
@@ -71,6 +72,8 @@ def connect(url: str, **options: Any) -> StatePersistence:
 
 def sqlite_path(url: str) -> str:
     """``sqlite:///rel/x.db`` -> ``rel/x.db``; ``sqlite:////abs/x.db`` -> ``/abs/x.db``."""
+    if "#" in url:  # a URL fragment, which would quietly cut the file name short
+        raise ValueError(f"sqlite URL {url!r} has a '#'; write it as %23 in a file name")
     path = unquote(urlsplit(url).path)
     path = path[1:] if path.startswith("/") else path
     if not path:

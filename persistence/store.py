@@ -171,6 +171,8 @@ class StatePersistence(ABC):
             compression_threshold, "compression_threshold", 2**31
         )
         self.max_state_bytes = check.positive_int(max_state_bytes, "max_state_bytes", 2**31)
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, not {clock!r}")
         self.clock = clock
         self.op_stats = OperationStats()
 
@@ -599,9 +601,10 @@ class StatePersistence(ABC):
                 if max_versions is None
                 else check.positive_int(max_versions, "max_versions", 1_000_000)
             )
+            size = check.limit(limit)  # checked even where there is nothing to prune
             if keep is None:
                 return 0
-            return self._prune(keep, check.limit(limit), self.clock())
+            return self._prune(keep, size, self.clock())
 
     # ------------------------------------------------------------------ stats
 

@@ -60,12 +60,25 @@ def tags(values: Any, field: str = "tags") -> tuple[str, ...]:
 
 
 def positive_int(value: Any, field: str, maximum: int) -> int:
+    return int_between(value, field, 1, maximum)
+
+
+def int_between(value: Any, field: str, minimum: int, maximum: int) -> int:
     # bool is an int subclass: version=True would otherwise mean version 1.
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{field} must be an int, not {type(value).__name__}")
-    if not 1 <= value <= maximum:
-        raise ValueError(f"{field} must be between 1 and {maximum} (got {value})")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{field} must be between {minimum} and {maximum} (got {value})")
     return value
+
+
+def seconds(value: Any, field: str, maximum: float = 24 * 3600) -> float:
+    """A timeout: a number of seconds above 0 (a zero or negative timeout fails every call)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{field} must be a number of seconds, not {type(value).__name__}")
+    if not 0 < value <= maximum:
+        raise ValueError(f"{field} must be above 0 and at most {maximum:g} seconds (got {value})")
+    return float(value)
 
 
 def version(value: Any, field: str = "version") -> int:

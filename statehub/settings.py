@@ -74,9 +74,14 @@ TEMPLATES = [
     }
 ]
 
+DATABASE_URL = env_str("DATABASE_URL", "")
+if not DATABASE_URL:
+    # SQLite creates its file but not the folder: `manage.py migrate` or a cron job's
+    # `purge_expired` may be the first thing ever run here, before `make run`.
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'dashboard.sqlite3'}"),
+        DATABASE_URL or f"sqlite:///{DATA_DIR / 'dashboard.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }

@@ -9,9 +9,12 @@ the test is skipped locally but fails under CI=true: a CI run skips nothing.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -169,3 +172,21 @@ def run_threads(work: Callable[[int], object], count: int) -> list[BaseException
     for thread in threads:
         thread.join()
     return errors
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` in a new process, with no DJANGO_/STATEHUB_/DATABASE_URL setting
+    of this one's environment: only ``env``'s."""
+    inherited = (k for k in os.environ if not k.startswith(("DJANGO_", "STATEHUB_")))
+    clean = {k: os.environ[k] for k in inherited if k != "DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from persistence import connect
 from persistence.registry import redact_url
+from tests.conftest import REDIS_URL
 
 
 def test_connect_rejects_unknown_schemes_listing_the_valid_ones() -> None:
@@ -46,3 +49,20 @@ def test_an_unknown_scheme_is_refused_without_its_password() -> None:
     with pytest.raises(ValueError) as info:
         connect("mongodb://user@host/db?password=hunter2")
     assert "hunter2" not in str(info.value) and "mongodb://user@host/db" in str(info.value)
+
+
+def test_schemes_are_case_insensitive_on_every_backend(tmp_path: Path) -> None:
+    assert connect("MEMORY://").backend_type == "memory"
+    assert connect(f"SQLite:///{tmp_path}/x.db").backend_type == "sqlite"
+    shouting = "REDIS" + REDIS_URL[len("redis") :]
+    with connect(shouting, namespace="t-case") as store:  # nothing written: no keys to remove
+        assert store.backend_type == "redis" and store.describe() == REDIS_URL
+
+
+def test_a_hash_in_a_sqlite_url_is_refused_not_cut_off(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="%23"):
+        connect(f"sqlite:///{tmp_path}/a#b.db")
+    assert list(tmp_path.iterdir()) == []
+    with connect(f"sqlite:///{tmp_path}/a%23b.db") as store:
+        store.save_with_metadata({"v": 1}, "s")
+    assert (tmp_path / "a#b.db").exists()

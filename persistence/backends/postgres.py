@@ -54,6 +54,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from persistence import validation as check
 from persistence.backends import postgres_sql as pg_sql
 from persistence.backends.postgres_sql import MIGRATIONS
 from persistence.errors import (
@@ -156,6 +157,11 @@ class PostgresStatePersistence(StatePersistence):
         if not isinstance(schema, str) or not 1 <= len(schema.encode()) <= 63:
             raise ValueError(f"schema must be a name of 1 to 63 bytes (got {schema!r})")
         _check_dsn(dsn)
+        max_size = check.int_between(max_size, "max_size", 1, 10_000)
+        min_size = check.int_between(min_size, "min_size", 0, max_size)
+        pool_timeout = check.seconds(pool_timeout, "pool_timeout")
+        # libpq takes whole seconds, and 0 would wait for a server that never answers for ever.
+        connect_timeout = check.int_between(connect_timeout, "connect_timeout", 1, 3600)
         self.dsn = dsn
         self.schema = schema
         # Names this store's connections in pg_stat_activity (the tests terminate them by it).

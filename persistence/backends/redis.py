@@ -14,7 +14,7 @@ purged (``get_stats`` subtracts up to 10,000 unpurged ones itself).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
+from persistence import validation as check
 from persistence.backends.redis_connections import (
     IdleConnections,
     PoolConnections,
@@ -148,8 +149,6 @@ def _parse_url(url: str, shown: str) -> dict[str, Any]:
     """redis-py's reading of ``url``, with the mistakes it would let through (or report only
     as a driver error on the first call) refused as a ValueError naming them; ``shown`` is the
     URL with its password hidden."""
-    if not isinstance(url, str):
-        raise TypeError(f"redis_url must be a str, not {type(url).__name__}")
     parts = urlsplit(url)
     try:
         parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
@@ -184,6 +183,13 @@ class RedisStatePersistence(StatePersistence):
         **common_options: Any,
     ) -> None:
         super().__init__(**common_options)
+        if not isinstance(redis_url, str):
+            raise TypeError(f"redis_url must be a str, not {type(redis_url).__name__}")
+        if redis_options is not None and not isinstance(redis_options, Mapping):
+            raise TypeError(f"redis_options must be a dict, not {type(redis_options).__name__}")
+        pool_timeout = check.seconds(pool_timeout, "pool_timeout")
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
         if not namespace or any(c in namespace for c in "{}*?[]") or not namespace.isprintable():
             raise ValueError(
                 f"namespace must be printable, without braces or glob characters "

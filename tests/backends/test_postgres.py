@@ -243,6 +243,32 @@ def test_a_server_that_is_down_raises_backend_unavailable_quickly() -> None:
         connect("postgresql://postgres@127.0.0.1:1/test", connect_timeout=1)
 
 
+@pytest.mark.parametrize(
+    ("options", "error", "named"),
+    [
+        ({"min_size": "1"}, TypeError, "min_size"),
+        ({"min_size": 3, "max_size": 2}, ValueError, "min_size"),
+        ({"max_size": 0}, ValueError, "max_size"),
+        ({"pool_timeout": 0}, ValueError, "pool_timeout"),
+        ({"pool_timeout": "5"}, TypeError, "pool_timeout"),
+        ({"connect_timeout": 0}, ValueError, "connect_timeout"),
+        ({"connect_timeout": 2.5}, TypeError, "connect_timeout"),
+        ({"clock": 5}, TypeError, "clock"),
+    ],
+)
+def test_bad_pool_options_are_refused_by_name_before_the_schema_is_made(
+    options: dict[str, Any], error: type[Exception], named: str
+) -> None:
+    schema = "t_bad_options"
+    with admin() as conn:  # left by an earlier run that failed
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    with pytest.raises(error, match=named):
+        PostgresStatePersistence(POSTGRES_DSN, schema=schema, **options)
+    with admin() as conn:
+        made = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
+    assert made is None
+
+
 @pytest.mark.faults
 @on_postgres
 def test_the_pool_recovers_after_its_connections_are_terminated(make_store: Factory) -> None:

@@ -431,6 +431,25 @@ def test_a_bad_namespace_is_refused(raw) -> None:
     for bad in ("", "a{b}", "ns*", "a\nb"):
         with pytest.raises(ValueError, match="namespace"):
             RedisStatePersistence(REDIS_URL, namespace=bad)
+    with pytest.raises(TypeError, match="namespace must be a str"):
+        RedisStatePersistence(REDIS_URL, namespace=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "named"),
+    [
+        ({"redis_url": 5}, TypeError, "redis_url"),
+        ({"redis_options": [("socket_timeout", 1)]}, TypeError, "redis_options"),
+        ({"pool_timeout": "x", "redis_options": {"max_connections": 2}}, TypeError, "pool_timeout"),
+        ({"pool_timeout": 0}, ValueError, "pool_timeout"),
+        ({"clock": 5}, TypeError, "clock"),
+    ],
+)
+def test_bad_constructor_arguments_are_refused_by_name(
+    arguments: dict[str, Any], error: type[Exception], named: str
+) -> None:
+    with pytest.raises(error, match=named):
+        RedisStatePersistence(**{"redis_url": REDIS_URL, **arguments})
 
 
 # ---------------------------------------------------------------- throwaway servers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -848,7 +849,9 @@ def test_bad_input_raises_a_clear_error_and_writes_nothing(
     assert store.search_by_tags(["new"]) == []
 
 
-def test_bad_arguments_of_other_calls_name_the_argument(store: StatePersistence) -> None:
+def test_bad_arguments_of_other_calls_name_the_argument(
+    store: StatePersistence, make_store: Callable[..., StatePersistence]
+) -> None:
     with pytest.raises(TypeError, match="version"):
         store.load_with_metadata("s", version=True)
     with pytest.raises(ValueError, match="state_id"):
@@ -859,6 +862,9 @@ def test_bad_arguments_of_other_calls_name_the_argument(store: StatePersistence)
         store.search_by_tags([])
     with pytest.raises(ValueError, match="limit"):
         store.purge_expired(limit=0)
+    keeping_all = make_store(max_versions=None)
+    with pytest.raises(TypeError, match="limit"):  # even with nothing to prune
+        keeping_all.prune_versions(limit="x")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="checkpoint_data"):
         store.create_checkpoint("s", [1, 2])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="state_ids"):

@@ -520,7 +520,7 @@ def test_a_rollback_target_pruned_meanwhile_leads_to_the_state_page(
     response = client.post(url("rollback", "run-1"), {"version": 1}, follow=True)
     html = response.content.decode()
     assert response.redirect_chain == [(url("state", "run-1"), 302)]
-    assert html.count("Rollback failed:") == 1 and "oldest version kept is 3" in html
+    assert html.count("Rollback failed:") == 1 and "versions below 3 are no longer kept" in html
     assert "Roll back to v1" not in html  # no button offering the gone version again
 
 

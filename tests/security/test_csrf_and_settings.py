@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import os
 import re
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +13,11 @@ from django.contrib.auth.hashers import get_hasher, make_password
 from django.test import Client
 
 from persistence.models import AuditEntry
+from tests.conftest import manage
 from tests.security.conftest import STATE_ID, client_for
 from tests.security.test_matrix import TABLE, fill
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("token", [None, "x" * 64], ids=["missing", "wrong"])
@@ -110,21 +107,9 @@ def test_sessions_expire_when_idle(accounts: dict[str, Any], store: Any, setting
     assert response.cookies["sessionid"]["httponly"]
 
 
-def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STATEHUB_"))}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.slow
 def test_production_settings_pass_check_deploy(tmp_path: Path) -> None:
-    result = _manage(
+    result = manage(
         "check",
         "--deploy",
         "--fail-level",
@@ -150,7 +135,7 @@ def test_production_settings_pass_check_deploy(tmp_path: Path) -> None:
 def test_production_settings_refuse_to_start_insecure(
     env: dict[str, str], message: str, tmp_path: Path
 ) -> None:
-    result = _manage(
+    result = manage(
         "check",
         DJANGO_SETTINGS_MODULE="statehub.settings_production",
         DJANGO_ALLOWED_HOSTS="example.com",

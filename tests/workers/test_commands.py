@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from persistence import StatePersistence
 from persistence.models import WorkerRun
+from tests.conftest import manage
 from tests.workers.test_cleanup import seed
 
 pytestmark = pytest.mark.django_db
@@ -90,3 +91,12 @@ def test_command_fails_when_a_run_fails(settings: Any, tmp_path) -> None:
     settings.STATEHUB_STORES = {"broken": f"sqlite:///{tmp_path}/a-file/x.db"}
     with pytest.raises(CommandError, match="purge_expired failed on broken"):
         run("purge_expired")
+
+
+@pytest.mark.slow
+def test_the_cron_route_works_on_a_data_folder_that_does_not_exist_yet(tmp_path) -> None:
+    data = tmp_path / "new" / "data"
+    for command in ("migrate", "purge_expired"):
+        result = manage(command, STATEHUB_DATA_DIR=str(data))
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert (data / "dashboard.sqlite3").exists()
