@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from persistence import validation as check
+from persistence.roles import ROLES
 
 ORDERS = [
     ("-updated", "Last update, newest first"),
@@ -76,7 +77,7 @@ class DeleteVersionForm(ReasonForm):
     version = forms.IntegerField(min_value=1, max_value=check.MAX_STORED_VERSION)
 
 
-ROLE_CHOICES = [("viewer", "viewer"), ("operator", "operator"), ("admin", "admin")]
+ROLE_CHOICES = [(role, role) for role in ROLES]
 
 
 class UserCreateForm(forms.Form):

@@ -11,7 +11,7 @@ The check is made in every view (``@require_role``) and again in the services.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, Literal, cast
 
@@ -33,10 +33,15 @@ def role_of(user: Any) -> Role | None:
     cached = getattr(user, _CACHE, False)
     if cached is not False:
         return cast("Role | None", cached)
-    names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-    role = next((r for r in reversed(ROLES) if r in names), None)
+    role = highest(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
     setattr(user, _CACHE, role)
     return role
+
+
+def highest(group_names: Iterable[str]) -> Role | None:
+    """The highest role among these group names (an account's assigned role)."""
+    names = set(group_names)
+    return next((r for r in reversed(ROLES) if r in names), None)
 
 
 def forget(user: Any) -> None:

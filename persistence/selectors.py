@@ -532,13 +532,11 @@ def user_rows(viewer: Any) -> list[UserRow]:
     """Every account with its role, by username (two queries, whatever the count)."""
     from django.contrib.auth import get_user_model
 
-    from persistence.roles import ROLES, can_manage
+    from persistence.roles import can_manage, highest
 
     rows = []
     for user in get_user_model().objects.order_by("username").prefetch_related("groups"):
-        names = {group.name for group in user.groups.all()}
-        role = (
-            "admin" if user.is_superuser else next((r for r in reversed(ROLES) if r in names), None)
-        )
+        # The role assigned, shown for inactive accounts too (roles.role_of gives them none).
+        role = "admin" if user.is_superuser else highest(g.name for g in user.groups.all())
         rows.append(UserRow(user, role, can_manage(viewer, user)))
     return rows

@@ -557,24 +557,24 @@ class StatePersistence(ABC):
         with self.op_stats.timed("restore_checkpoint"):
             cid = check.text(checkpoint_id, "checkpoint_id", 64)
             row = self._get_checkpoint(cid)
-            return None if row is None else self._checkpoint_dict(row, with_data=True)
+            return None if row is None else self._checkpoint_dict(row)
 
     def list_checkpoints(self, state_id: str) -> list[dict[str, Any]]:
         """The state's checkpoints, oldest first, each as :meth:`restore_checkpoint` returns."""
         with self.op_stats.timed("list_checkpoints"):
             rows = self._list_checkpoints(check.state_id(state_id))
-            return [self._checkpoint_dict(row, with_data=True) for row in rows]
+            return [self._checkpoint_dict(row) for row in rows]
 
     def delete_checkpoint(self, checkpoint_id: str) -> bool:
         with self.op_stats.timed("delete_checkpoint"):
             return self._delete_checkpoint(check.text(checkpoint_id, "checkpoint_id", 64))
 
-    def _checkpoint_dict(self, row: CheckpointRow, *, with_data: bool) -> dict[str, Any]:
+    def _checkpoint_dict(self, row: CheckpointRow) -> dict[str, Any]:
         data = self._decode_frame(row.frame, row.checksum, f"checkpoint {row.checkpoint_id}")
         return {
             "checkpoint_id": row.checkpoint_id,
             "state_id": row.state_id,
-            "checkpoint_data": data if with_data else None,
+            "checkpoint_data": data,
             "metadata": orjson.loads(row.metadata),
             "created_at": from_timestamp(row.created_at),
         }

@@ -7,11 +7,13 @@ through persistence.services, which checks the role again and writes the audit r
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_GET, require_POST
@@ -76,17 +78,12 @@ def user_create(request: HttpRequest) -> HttpResponse:
 @require_role("admin", action="user_role")
 def user_role(request: HttpRequest, pk: int) -> HttpResponse:
     target = _target(pk)
-    form = RoleForm(request.POST)
-    if form.is_valid():
+    form = _valid(request, RoleForm(request.POST), "Role not changed")
+    if form is not None:
         role: roles.Role = form.cleaned_data["role"]
-        try:
-            services.set_role(request.user, target, role, form.cleaned_data["reason"])
-        except (ValueError, PermissionDenied) as exc:
-            messages.error(request, f"Role not changed: {exc}.")
-        else:
+        reason = form.cleaned_data["reason"]
+        if _changed(request, "Role not changed", services.set_role, target, role, reason):
             messages.success(request, f"{target.get_username()} is now {role}.")
-    else:
-        messages.error(request, "Role not changed: pick viewer, operator or admin.")
     return _after(request)
 
 
@@ -94,13 +91,10 @@ def user_role(request: HttpRequest, pk: int) -> HttpResponse:
 @require_role("admin", action="user_deactivate")
 def user_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
     target = _target(pk)
-    form = UserActionForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
-    try:
-        services.deactivate_user(request.user, target, reason)
-    except (ValueError, PermissionDenied) as exc:
-        messages.error(request, f"Not deactivated: {exc}.")
-    else:
+    form = _valid(request, UserActionForm(request.POST), "Not deactivated")
+    if form is not None and _changed(
+        request, "Not deactivated", services.deactivate_user, target, form.cleaned_data["reason"]
+    ):
         messages.success(request, f"Deactivated {target.get_username()}.")
     return _after(request)
 
@@ -109,14 +103,10 @@ def user_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
 @require_role("admin", action="user_reactivate")
 def user_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     target = _target(pk)
-    form = UserActionForm(request.POST)
-    try:
-        services.reactivate_user(
-            request.user, target, form.cleaned_data["reason"] if form.is_valid() else ""
-        )
-    except PermissionDenied as exc:
-        messages.error(request, f"Not reactivated: {exc}.")
-    else:
+    form = _valid(request, UserActionForm(request.POST), "Not reactivated")
+    if form is not None and _changed(
+        request, "Not reactivated", services.reactivate_user, target, form.cleaned_data["reason"]
+    ):
         messages.success(request, f"Reactivated {target.get_username()}.")
     return _after(request)
 
@@ -125,12 +115,12 @@ def user_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
 @require_role("admin", action="password_reset")
 def user_password(request: HttpRequest, pk: int) -> HttpResponse:
     target = _target(pk)
-    form = UserActionForm(request.POST)
+    form = _valid(request, UserActionForm(request.POST), "Password not reset")
+    if form is None:
+        return _after(request)
     try:
-        path = services.reset_password(
-            request.user, target, form.cleaned_data["reason"] if form.is_valid() else ""
-        )
-    except PermissionDenied as exc:
+        path = services.reset_password(request.user, target, form.cleaned_data["reason"])
+    except (ValueError, PermissionDenied) as exc:
         messages.error(request, f"Password not reset: {exc}.")
         return _after(request)
     messages.success(
@@ -138,3 +128,28 @@ def user_password(request: HttpRequest, pk: int) -> HttpResponse:
     )
     issued = {"username": target.get_username(), "link": request.build_absolute_uri(path)}
     return _users_page(request, issued=issued)
+
+
+_FormT = TypeVar("_FormT", bound=Form)
+
+
+def _valid(request: HttpRequest, form: _FormT, failed: str) -> _FormT | None:
+    """``form`` if its fields are valid; else None, with a message naming what is wrong (a
+    reason over 500 characters, a role that is none of the three): nothing is changed."""
+    if form.is_valid():
+        return form
+    problems = "; ".join(
+        f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items()
+    )
+    messages.error(request, f"{failed}: {problems}")
+    return None
+
+
+def _changed(request: HttpRequest, failed: str, change: Callable[..., object], *args: Any) -> bool:
+    """Run the service ``change(admin, *args)``; False, with a message, if it refused."""
+    try:
+        change(request.user, *args)
+    except (ValueError, PermissionDenied) as exc:
+        messages.error(request, f"{failed}: {exc}.")
+        return False
+    return True

@@ -218,20 +218,17 @@ def statehub_nav(context: template.Context) -> dict[str, Any]:
     }
 
 
-@register.simple_tag(takes_context=True)
-def switch_store_url(context: template.Context, name: str) -> str:
-    return reverse("persistence:states", args=[name])
-
-
 @register.filter
 def size(num: int | None) -> str:
     """Bytes as ``812 B`` / ``14.5 KB`` / ``3.2 MB`` (cheaper than filesizeformat in big tables)."""
     if num is None:
         return ""
-    value = float(num)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    if num < 1024:
+        return f"{num} B"
+    value = num / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
 
@@ -244,10 +241,8 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
     seconds = ((now or datetime.now(UTC)) - when).total_seconds()
     if seconds < 60:
         return "just now" if seconds < 5 else f"{int(seconds)}s ago"
-    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= span:
-            return f"{int(seconds // span)}{unit} ago"
-    return ""
+    unit, span = next((u, s) for u, s in (("d", 86400), ("h", 3600), ("m", 60)) if seconds >= s)
+    return f"{int(seconds // span)}{unit} ago"
 
 
 @register.filter

@@ -37,7 +37,8 @@ def test_screenshots(demo_store: StatePersistence, page: Any, tmp_path: Path) ->
     sid = "agent_run_1000"
 
     def shot(name: str, path: str, *, full: bool = True) -> None:
-        page.goto(base + path)
+        response = page.goto(base + path)
+        assert response is not None and response.ok, (path, response and response.status)
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(out / f"{name}.png"), full_page=full)
 
@@ -55,5 +56,5 @@ def test_screenshots(demo_store: StatePersistence, page: Any, tmp_path: Path) ->
     page.click("[data-theme-toggle]")
     page.set_viewport_size({"width": 390, "height": 800})
     shot("states-mobile", "/?order=id", full=False)
-    for name in ("states", "state", "diff", "stats", "tags", "rollback-confirm", "states-dark"):
-        assert (out / f"{name}.png").stat().st_size > 10_000
+    for image in out.glob("*.png"):  # a blank page would be far smaller
+        assert image.stat().st_size > 10_000, image.name

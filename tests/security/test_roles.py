@@ -140,6 +140,22 @@ def test_admin_manages_users(accounts: dict[str, Any]) -> None:
     ]
 
 
+@pytest.mark.parametrize("action", ["role", "deactivate", "reactivate", "password"])
+def test_a_reason_too_long_refuses_the_account_change_naming_it(
+    accounts: dict[str, Any], action: str
+) -> None:
+    """Not done with the reason dropped: the audit row would say nothing of why."""
+    otto = accounts["operator"]
+    before = (otto.is_active, otto.password, roles.role_of(otto))
+    admin = client_for(accounts["admin"])
+    data = {"role": "viewer", "reason": "x" * 501}
+    page = admin.post(f"/users/{otto.pk}/{action}/", data, follow=True).content.decode()
+    assert "reason: Ensure this value has at most 500 characters" in page
+    otto = get_user_model().objects.get(pk=otto.pk)
+    assert (otto.is_active, otto.password, roles.role_of(otto)) == before
+    assert not AuditEntry.objects.exclude(action="login_success").exists()
+
+
 def test_last_admin_cannot_be_demoted_or_deactivated(accounts: dict[str, Any]) -> None:
     ada = accounts["admin"]
     admin = client_for(ada)
