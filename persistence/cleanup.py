@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from persistence import OutcomeUnknownError, StatePersistence, conf
 from persistence.models import WorkerRun
+from persistence.store import versions_kept
 
 log = logging.getLogger(__name__)
 _LOCK_LOST = (
@@ -138,9 +139,7 @@ def _work(
         if task == "prune_versions":
             keep = max_versions if max_versions is not None else _configured_keep(run.store)
             run.max_versions = keep
-        if task == "prune_versions" and keep is None:
-            pass  # max_versions None: the store keeps every version, nothing to prune
-        else:
+        if task == "purge_expired" or keep is not None:  # None: every version is kept
             step = _step(conf.get_store(run.store), task, keep)
             while True:
                 removed = step(batch)
@@ -177,14 +176,14 @@ def _step(store: StatePersistence, task: TaskName, keep: int | None) -> Callable
 
 
 def _configured_keep(name: str) -> int | None:
-    """The versions a state keeps by the store's current settings (None: all)."""
+    """The versions a state keeps by the store's current settings (None: all); the store
+    opened may predate them (a named memory store keeps its first options)."""
     options = conf.store_configs()[name].options
-    if options.get("enable_versioning") is False:
-        return 1
-    if "max_versions" in options:
-        value = options["max_versions"]
-        return None if value is None else int(value)
-    return conf.get_store(name).keep
+    store = conf.get_store(name)
+    return versions_kept(
+        options.get("enable_versioning", store.enable_versioning),
+        options.get("max_versions", store.max_versions),
+    )
 
 
 # ---------------------------------------------------------------------- the lock

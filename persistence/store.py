@@ -124,6 +124,11 @@ class ReadResult:
     pruned_below: int = 0
 
 
+def versions_kept(enable_versioning: bool, max_versions: int | None) -> int | None:
+    """Versions a state keeps after a save: 1 without versioning, else max_versions."""
+    return max_versions if enable_versioning else 1
+
+
 class StatePersistence(ABC):
     """A versioned, checksummed, optionally compressed store of JSON states.
 
@@ -180,8 +185,8 @@ class StatePersistence(ABC):
 
     @property
     def keep(self) -> int | None:
-        """Versions kept per state after a save: 1 without versioning, else max_versions."""
-        return self.max_versions if self.enable_versioning else 1
+        """Versions kept per state after a save (None: all)."""
+        return versions_kept(self.enable_versioning, self.max_versions)
 
     def save_with_metadata(
         self,

@@ -56,6 +56,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from persistence import validation as check
 from persistence.backends import postgres_sql as pg_sql
+from persistence.backends import prefix_end
 from persistence.backends.postgres_sql import MIGRATIONS
 from persistence.errors import (
     BackendUnavailableError,
@@ -468,7 +469,7 @@ class PostgresStatePersistence(StatePersistence):
         high = None
         if prefix is not None:
             params["low"], params["pattern"] = prefix, _like_prefix(prefix)
-            params["high"] = high = _prefix_end(prefix)
+            params["high"] = high = prefix_end(prefix)
         key = (
             base,
             prefix is not None,
@@ -840,19 +841,6 @@ def _summary(rec: tuple[Any, ...]) -> StateSummary:
 def _like_prefix(prefix: str) -> str:
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string above every string starting with ``prefix`` (code-point order),
-    or None when there is none."""
-    chars = list(prefix)
-    while chars:
-        code = ord(chars.pop()) + 1
-        if code == 0xD800:  # surrogates cannot be stored: skip over them
-            code = 0xE000
-        if code <= 0x10FFFF:
-            return "".join(chars) + chr(code)
-    return None
 
 
 __all__ = ["MIGRATIONS", "PostgresStatePersistence"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from persistence.backends import prefix_end
 from persistence.errors import (
     BackendUnavailableError,
     PersistenceError,
@@ -661,16 +662,11 @@ def _prefix_clause(prefix: str | None) -> tuple[list[str], dict[str, Any]]:
     if prefix is None:
         return [], {}
     clauses, params = ["s.state_id >= :prefix"], {"prefix": prefix}
-    params_any: dict[str, Any] = params
-    last = ord(prefix[-1])
-    if last < 0x10FFFF:
+    end = prefix_end(prefix)  # SQLite compares text as UTF-8 bytes: code-point order
+    if end is not None:
         clauses.append("s.state_id < :prefix_end")
-        upper = last + 1 if not 0xD800 <= last + 1 <= 0xDFFF else 0xE000  # skip surrogates
-        params["prefix_end"] = prefix[:-1] + chr(upper)
-    else:
-        clauses.append("substr(s.state_id, 1, :prefix_len) = :prefix")
-        params_any["prefix_len"] = len(prefix)
-    return clauses, params_any
+        params["prefix_end"] = end
+    return clauses, params
 
 
 def _and(clauses: list[str]) -> str:

@@ -352,6 +352,22 @@ def test_list_states_is_paged_sorted_and_filtered_by_prefix(store: StatePersiste
     assert list(store.list_states("zzz")) == []
 
 
+def test_prefixes_ending_at_the_edges_of_unicode_select_exactly_their_ids(
+    store: StatePersistence,
+) -> None:
+    """A prefix ending in U+10FFFF has no next character to bound its range with, and the
+    one after U+D7FF is U+E000: the surrogates between cannot be stored."""
+    top, below_surrogates = "\U0010ffff", "\ud7ff"
+    ids = ["a" + top, "a" + top + "x", "a" + top * 2, "b", top, top + "z", "a\ud7ffq", "a\ue000"]
+    store.save_many([{"state_id": sid, "state": {}} for sid in ids])
+    under_a_top = ["a" + top, "a" + top + "x", "a" + top * 2]  # "x" sorts before U+10FFFF
+    assert list(store.list_states("a" + top)) == under_a_top
+    assert list(store.list_states(top)) == [top, top + "z"]
+    assert list(store.list_states("a" + below_surrogates)) == ["a\ud7ffq"]
+    page = store.page_states(prefix="a" + top, limit=10)
+    assert [s.state_id for s in page.items] == under_a_top
+
+
 # Whole seconds, and a clock finer than the microsecond cursors carry (as real clocks are): a
 # store keeping the finer time would repeat or skip states at page boundaries by update time.
 CLOCK_STEPS = [1.0, 0.001234567]
