@@ -57,7 +57,8 @@ class StateFilterForm(forms.Form):
 
 
 class ReasonForm(forms.Form):
-    """Why an operator rolls back or deletes (kept in the new version's metadata)."""
+    """Why an operator rolls back or deletes: kept in the audit log, and in a rollback's new
+    version's metadata."""
 
     reason = forms.CharField(
         required=False,

@@ -135,7 +135,9 @@ class StatePersistence(ABC):
     Options are keyword-only and shared by every backend:
 
     - ``compression_type``: ``CompressionType.LZ4`` (default), ``ZLIB`` or ``NONE``; applied
-      only to payloads of at least ``compression_threshold`` bytes and only when it shrinks them.
+      only when it shrinks the payload.
+    - ``compression_threshold``: payloads under this many bytes are stored uncompressed
+      (default 128).
     - ``enable_versioning``: keep history (default) or only the latest version.
     - ``max_versions``: versions kept per state (default 10; None keeps all).
     - ``default_ttl``: seconds a state lives after its last save when a save names no TTL.

@@ -190,3 +190,18 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+@pytest.fixture
+def dead_broker() -> Iterator[Any]:
+    """The Celery app pointed at a Redis port where nothing listens: Run now fails fast."""
+    from statehub.celery import app
+
+    saved = app.conf.broker_url, app.conf.broker_transport_options
+    app.conf.broker_url, app.conf.broker_transport_options = "redis://127.0.0.1:1/0", {}
+    app._pool = None
+    app.amqp._producer_pool = None
+    yield app
+    app.conf.broker_url, app.conf.broker_transport_options = saved
+    app._pool = None
+    app.amqp._producer_pool = None

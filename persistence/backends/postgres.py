@@ -71,7 +71,7 @@ from persistence.store import (
     VersionRow,
     WriteRequest,
 )
-from persistence.types import CompressionType, StateSummary, to_micros
+from persistence.types import CompressionType, StateSummary, from_timestamp, to_micros
 
 T = TypeVar("T")
 
@@ -824,7 +824,6 @@ def _latest_row(rec: tuple[Any, ...]) -> VersionRow:
 
 
 def _summary(rec: tuple[Any, ...]) -> StateSummary:
-    expires_at = None if rec[8] is None else datetime.fromtimestamp(rec[8], tz=UTC)
     return StateSummary(
         state_id=rec[0],
         latest_version=rec[1],
@@ -834,7 +833,7 @@ def _summary(rec: tuple[Any, ...]) -> StateSummary:
         original_size=rec[5],
         compression_type=CompressionType(rec[6]),
         tags=tuple(rec[7]),
-        expires_at=expires_at,
+        expires_at=from_timestamp(rec[8]),
     )
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from persistence import StatePersistence
+from persistence import BackendUnavailableError, StatePersistence
 from tests.conftest import drop_store, missing, open_store, server_missing
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -133,3 +135,53 @@ class ThrowawayRedis:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+class RetryingWriter(threading.Thread):
+    """Saves to random ``states`` until ``stop``, as a careful client does under faults: each
+    write keeps its write_id and is retried on BackendUnavailableError until acknowledged, for
+    up to ``give_up`` seconds. Records acks (write_id, state, version, at), failed attempts
+    (error type, seconds taken, at) and anything else raised (which ends the thread)."""
+
+    def __init__(
+        self,
+        store: StatePersistence,
+        number: int,
+        stop: threading.Event,
+        states: list[str],
+        give_up: float = 60.0,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.store, self.number, self.stop = store, number, stop
+        self.states, self.give_up = states, give_up
+        self.acks: list[tuple[str, str, int, float]] = []
+        self.errors: list[tuple[str, float, float]] = []
+        self.unexpected: list[BaseException] = []
+
+    def run(self) -> None:
+        rng = random.Random(self.number)
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            sid, write_id = rng.choice(self.states), f"w{self.number}-{n}"
+            state = {"write_id": write_id, "pad": "x" * rng.randrange(0, 2000)}
+            deadline = time.monotonic() + self.give_up
+            while True:
+                started = time.monotonic()
+                try:
+                    meta = self.store.save_with_metadata(
+                        state, sid, tags=[f"t{n % 3}"], write_id=write_id
+                    )
+                except BackendUnavailableError as exc:  # OutcomeUnknownError included
+                    now = time.monotonic()
+                    self.errors.append((type(exc).__name__, now - started, now))
+                    if now > deadline:
+                        self.unexpected.append(exc)
+                        return
+                    time.sleep(0.01)
+                    continue
+                except BaseException as exc:
+                    self.unexpected.append(exc)
+                    return
+                self.acks.append((write_id, sid, meta.version, time.monotonic()))
+                break

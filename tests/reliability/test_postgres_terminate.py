@@ -8,7 +8,6 @@ termination (the pool recovers).
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import Counter
@@ -16,48 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from persistence import BackendUnavailableError, StatePersistence
-from tests.reliability._support import fresh_where, opened
+from tests.reliability._support import RetryingWriter, fresh_where, opened
 from tests.reliability.test_outcomes import _terminate
 
 pytestmark = pytest.mark.faults
 
 WRITERS, SECONDS, EVERY, RECOVERY = 4, 12.0, 2.0, 5.0
 STATES = ["p0", "p1", "p2"]
-
-
-class Writer(threading.Thread):
-    def __init__(self, store: StatePersistence, number: int, stop: threading.Event) -> None:
-        super().__init__(daemon=True)
-        self.store, self.number, self.stop = store, number, stop
-        self.acks: list[tuple[str, str, int, float]] = []
-        self.errors: Counter[str] = Counter()
-        self.unexpected: list[BaseException] = []
-
-    def run(self) -> None:
-        rng = random.Random(self.number)
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            sid, write_id = rng.choice(STATES), f"w{self.number}-{n}"
-            deadline = time.monotonic() + 60
-            while True:  # the same write_id until acknowledged
-                try:
-                    meta = self.store.save_with_metadata(
-                        {"write_id": write_id}, sid, write_id=write_id
-                    )
-                except BackendUnavailableError as exc:  # OutcomeUnknownError included
-                    self.errors[type(exc).__name__] += 1
-                    if time.monotonic() > deadline:
-                        self.unexpected.append(exc)
-                        return
-                    time.sleep(0.01)
-                    continue
-                except BaseException as exc:
-                    self.unexpected.append(exc)
-                    return
-                self.acks.append((write_id, sid, meta.version, time.monotonic()))
-                break
 
 
 def test_backends_terminated_every_2s_under_4_writers_lose_and_duplicate_nothing(
@@ -67,7 +31,7 @@ def test_backends_terminated_every_2s_under_4_writers_lose_and_duplicate_nothing
     with opened("postgres", where, max_versions=None, max_size=8) as store:
         app = store.application_name  # type: ignore[attr-defined]
         stop = threading.Event()
-        writers = [Writer(store, n, stop) for n in range(WRITERS)]
+        writers = [RetryingWriter(store, n, stop, STATES) for n in range(WRITERS)]
         for w in writers:
             w.start()
         terminations: list[tuple[float, int]] = []
@@ -81,7 +45,7 @@ def test_backends_terminated_every_2s_under_4_writers_lose_and_duplicate_nothing
             w.join(timeout=90)
 
         assert [w.unexpected for w in writers] == [[]] * WRITERS
-        errors = sum((w.errors for w in writers), Counter())
+        errors = Counter(kind for w in writers for kind, _, _ in w.errors)
         acks = [a for w in writers for a in w.acks]
         print(f"\n{len(acks)} writes acknowledged; terminated {terminations}; errors {errors}")
         assert sum(n for _, n in terminations) >= len(terminations), "nothing was terminated"

@@ -10,7 +10,6 @@ before the crash never come back.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import defaultdict
@@ -19,47 +18,13 @@ from typing import Any
 
 import pytest
 
-from persistence import BackendUnavailableError, StatePersistence
-from tests.reliability._support import ThrowawayRedis
+from tests.reliability._support import RetryingWriter, ThrowawayRedis
 
 pytestmark = pytest.mark.faults
 
 SOCKET_TIMEOUT = 1.0
 WRITERS = 2
 STATES = [f"s{i}" for i in range(10)]
-
-
-class Writer(threading.Thread):
-    def __init__(self, store: StatePersistence, number: int, stop: threading.Event) -> None:
-        super().__init__(daemon=True)
-        self.store, self.number, self.stop = store, number, stop
-        self.acks: list[tuple[str, str, int, float]] = []  # write_id, state, version, at
-        self.errors: list[tuple[str, float, float]] = []  # type, took, at
-        self.unexpected: list[BaseException] = []
-
-    def run(self) -> None:
-        rng = random.Random(self.number)
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            sid, write_id = rng.choice(STATES), f"w{self.number}-{n}"
-            state = {"write_id": write_id, "pad": "x" * rng.randrange(0, 2000)}
-            while True:  # retry with the same write_id until it is acknowledged
-                started = time.monotonic()
-                try:
-                    meta = self.store.save_with_metadata(
-                        state, sid, tags=[f"t{n % 3}"], write_id=write_id
-                    )
-                except BackendUnavailableError as exc:
-                    now = time.monotonic()
-                    self.errors.append((type(exc).__name__, now - started, now))
-                    time.sleep(0.01)
-                    continue
-                except BaseException as exc:
-                    self.unexpected.append(exc)
-                    return
-                self.acks.append((write_id, sid, meta.version, time.monotonic()))
-                break
 
 
 def test_sigkill_and_restart_lose_no_acknowledged_write_and_leave_no_partial_state(
@@ -74,7 +39,7 @@ def test_sigkill_and_restart_lose_no_acknowledged_write_and_leave_no_partial_sta
         redis_url=server.url, redis_options=options, namespace="kill", max_versions=None
     )
     stop = threading.Event()
-    writers = [Writer(store, n, stop) for n in range(WRITERS)]
+    writers = [RetryingWriter(store, n, stop, STATES) for n in range(WRITERS)]
     try:
         for i in range(5):  # expire natively before the crash (real clock)
             store.save_with_metadata({"short": i}, f"ttl{i}", ttl_seconds=1, tags=["short"])
@@ -97,7 +62,7 @@ def test_sigkill_and_restart_lose_no_acknowledged_write_and_leave_no_partial_sta
         server.stop()
 
 
-def _check(store: Any, writers: list[Writer], killed: float, back: float) -> None:
+def _check(store: Any, writers: list[RetryingWriter], killed: float, back: float) -> None:
     assert [w.unexpected for w in writers] == [[]] * WRITERS
     acks = [a for w in writers for a in w.acks]
     errors = [e for w in writers for e in w.errors]

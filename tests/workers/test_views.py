@@ -28,21 +28,6 @@ def client(mem: Any) -> Client:
     return c
 
 
-@pytest.fixture
-def dead_broker() -> Any:
-    """Point the Celery app at a Redis port where nothing listens, for the test only."""
-    from statehub.celery import app
-
-    saved = app.conf.broker_url, app.conf.broker_transport_options
-    app.conf.broker_url, app.conf.broker_transport_options = "redis://127.0.0.1:1/0", {}
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield app
-    app.conf.broker_url, app.conf.broker_transport_options = saved
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
 def test_page_lists_stores_schedule_and_runs(client: Client) -> None:
     cleanup.run_cleanup("mem", "purge_expired", trigger="schedule")
     html = client.get("/workers/").content.decode()
