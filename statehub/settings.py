@@ -6,6 +6,7 @@ Every variable and its default is listed in the README's configuration table.
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +39,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files whatever DJANGO_DEBUG says (runserver serves them only in debug), found
+    # where the apps keep them (WHITENOISE_USE_FINDERS): no collectstatic step to forget.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "persistence.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -162,7 +166,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = BASE_DIR / "staticfiles"  # for `collectstatic`, which nothing here needs
+WHITENOISE_USE_FINDERS = True
+# WhiteNoise warns at every start when STATIC_ROOT does not exist, as it will not until then.
+warnings.filterwarnings("ignore", message="No directory at: .*staticfiles")
 
 # The stores the dashboard shows and the workers clean: {"name": "url"} or
 # {"name": {"url": "...", "options": {...}}}. Read by persistence.conf only.

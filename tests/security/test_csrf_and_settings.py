@@ -65,6 +65,17 @@ def test_security_headers(accounts: dict[str, Any], store: Any) -> None:
     assert "Content-Security-Policy" in login and login["X-Frame-Options"] == "DENY"
 
 
+def test_static_files_are_served_without_debug_and_without_a_login(settings: Any) -> None:
+    """Production runs with DEBUG off, where runserver serves no static files: the login page
+    and the dashboard would have no styles and no htmx."""
+    assert settings.DEBUG is False
+    anonymous = Client()
+    for path in ("/static/statehub/app.css", "/static/django_htmx/htmx-2.min.js"):
+        response = anonymous.get(path)
+        assert response.status_code == 200, path
+        assert b"".join(response.streaming_content)  # type: ignore[attr-defined]
+
+
 def test_a_statehub_csp_setting_replaces_the_default_policy(
     accounts: dict[str, Any], store: Any, settings: Any
 ) -> None:
