@@ -72,6 +72,8 @@ class RollbackForm(ReasonForm):
     # One per rendered form: the same form sent twice (a stale page, a resubmission) is one
     # rollback, as the store's write_id makes it.
     write_id = forms.RegexField(regex=r"\A[0-9a-f]{32}\Z", required=False)
+    # The latest version the confirmation showed: a state saved since is confirmed again.
+    seen = forms.IntegerField(min_value=1, max_value=check.MAX_STORED_VERSION, required=False)
 
 
 class DeleteVersionForm(ReasonForm):

@@ -7,9 +7,14 @@ Django 5.2 has no CSP support of its own. The policy is ``conf.csp_policy()`` (S
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import resolve_url
 from django.utils.cache import add_never_cache_headers
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from persistence import audit, conf
 
@@ -51,3 +56,35 @@ class AuditContextMiddleware:
             return self.get_response(request)
         finally:
             audit.current_request.reset(token)
+
+
+class HtmxLoginRedirectMiddleware:
+    """An htmx request whose session has ended gets the login page as a whole page.
+
+    LoginRequiredMiddleware answers it with a redirect to the login page, which the browser
+    follows inside the XHR: htmx would then swap the whole login page into the part of the
+    page it was updating, header and all. Placed above it, this turns that redirect into an
+    ``HX-Redirect`` to the login page whose ``next`` is the page the user was on (not the URL
+    of the partial), so logging in again leads back there."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.headers.get("HX-Request") != "true" or not isinstance(
+            response, HttpResponseRedirect
+        ):
+            return response
+        login = resolve_url(settings.LOGIN_URL)
+        if urlsplit(response.url).path != login:
+            return response
+        current = request.headers.get("HX-Current-URL", "")
+        if current and url_has_allowed_host_and_scheme(current, {request.get_host()}):
+            page = urlsplit(current)
+            here = urlunsplit(("", "", page.path, page.query, ""))
+        else:  # no page named, or another site's: the partial's own URL
+            here = request.get_full_path()
+        answer = HttpResponse(status=200)
+        answer["HX-Redirect"] = f"{login}?{urlencode({REDIRECT_FIELD_NAME: here})}"
+        return answer

@@ -35,6 +35,7 @@ from persistence.errors import (
 from persistence.forms import DeleteVersionForm, ReasonForm, RollbackForm, StateFilterForm
 from persistence.roles import require_role
 from persistence.store import StatePersistence
+from persistence.types import StateMetadata
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,8 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         )
     data = request.POST if request.method == "POST" else None
     form = RollbackForm(data, initial={"version": request.GET.get("to")})
-    if form.is_valid():
+    # A state saved since the page was shown falls through to be confirmed again, below.
+    if form.is_valid() and not _moved_on(request, state_id, versions, form.cleaned_data):
         target = form.cleaned_data["version"]
         try:
             meta = services.rollback_state(
@@ -328,6 +330,22 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     except StateIntegrityError as exc:
         context["corrupt"] = str(exc)
     return page(request, "persistence/rollback.html", context)
+
+
+def _moved_on(
+    request: HttpRequest, state_id: str, versions: list[StateMetadata], data: dict[str, Any]
+) -> bool:
+    """Whether the state was saved after the confirmation was shown (and not by this very
+    form, sent again): say so, so the operator reviews what a rollback now replaces."""
+    seen, latest, write_id = data["seen"], versions[-1].version, data["write_id"]
+    if seen is None or seen == latest or any(v.write_id == write_id for v in versions):
+        return False
+    messages.warning(
+        request,
+        f"“{state_id}” was saved while you looked: v{latest} is now its latest version, not "
+        f"v{seen}. Nothing was rolled back; check what would change below and confirm again.",
+    )
+    return True
 
 
 @require_http_methods(["GET", "POST"])

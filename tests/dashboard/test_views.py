@@ -471,7 +471,7 @@ def test_the_same_rollback_form_sent_twice_writes_once(
     form = client.get(url("rollback", "run-1"), {"to": 1}).content.decode()
     write_id = re.search(r'name="write_id" value="([0-9a-f]{32})"', form)
     assert write_id is not None
-    fields = {"version": 1, "write_id": write_id.group(1)}
+    fields = {"version": 1, "write_id": write_id.group(1), "seen": 3}
     first = client.post(url("rollback", "run-1"), fields, follow=True).content.decode()
     assert "new version 4 written" in first
     store.save_with_metadata({"step": 99}, "run-1")  # the state moves on meanwhile
@@ -483,6 +483,27 @@ def test_the_same_rollback_form_sent_twice_writes_once(
     forged = client.post(url("rollback", "run-1"), {"version": 1, "write_id": "a\x01b"})
     assert forged.status_code == 200 and "Enter a valid value" in forged.content.decode()
     assert len(store.list_versions("run-1")) == 5
+
+
+def test_a_state_saved_after_the_confirmation_was_shown_is_confirmed_again(
+    client: Client, store: StatePersistence
+) -> None:
+    """The operator reviewed what replacing v3 means; the application saved v4 meanwhile.
+    Rolling back now would silently bury v4: say so and show the new diff instead."""
+    seed(store)
+    form = client.get(url("rollback", "run-1"), {"to": 1}).content.decode()
+    assert f'action="{url("rollback", "run-1")}?to=1"' in form  # a login on the way keeps it
+    write_id = re.search(r'name="write_id" value="([0-9a-f]{32})"', form)
+    seen = re.search(r'name="seen" value="(\d+)"', form)
+    assert write_id is not None and seen is not None and seen.group(1) == "3"
+    store.save_with_metadata({"step": 4}, "run-1")
+    fields = {"version": 1, "write_id": write_id.group(1), "seen": 3, "reason": "bad deploy"}
+    again = client.post(url("rollback", "run-1"), fields).content.decode()
+    assert "v4 is now its latest version, not v3. Nothing was rolled back" in html_unescape(again)
+    assert [m.version for m in store.list_versions("run-1")] == [1, 2, 3, 4]
+    assert 'name="seen" value="4"' in again and "bad deploy" in again  # the reason is kept
+    done = client.post(url("rollback", "run-1"), {**fields, "seen": 4}, follow=True)
+    assert "new version 5 written" in done.content.decode()
 
 
 def test_pages_are_not_kept_in_caches(client: Client, store: StatePersistence) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from persistence import StatePersistence, conf
-from tests.e2e.conftest import seed
+from tests.e2e.conftest import PASSWORD, seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -176,3 +176,21 @@ def test_long_tags_and_right_to_left_text_keep_their_place(
         }"""
     )
     assert key_x < value_x
+
+
+def test_a_click_after_the_session_ended_opens_the_whole_login_page_and_leads_back(
+    e2e_store: StatePersistence, page: Any
+) -> None:
+    """htmx follows the login redirect inside its request: without HX-Redirect the login
+    page, header and all, would land inside the page, and the next= would be the partial's."""
+    seed(e2e_store)
+    page.goto(f"{page.base}/s/default/rollback/agent-1?to=1")
+    page.context.clear_cookies()  # the session ends (idle timeout, logout elsewhere)
+    page.click("nav[aria-label=Main] >> text=Stats")
+    page.wait_for_url(re.compile(r"/accounts/login/\?next=%2Fs%2Fdefault%2Frollback"))
+    assert page.locator("header.topbar").count() <= 1 and page.locator("#main").count() <= 1
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/s/default/rollback/agent-1\?to=1$"))
+    assert page.locator("h1").inner_text() == "Roll back to v1?"

@@ -76,6 +76,27 @@ def test_static_files_are_served_without_debug_and_without_a_login(settings: Any
         assert b"".join(response.streaming_content)  # type: ignore[attr-defined]
 
 
+def test_an_htmx_request_after_the_session_ended_leads_the_whole_page_to_the_login(
+    store: Any,
+) -> None:
+    """Not the login page swapped into the part of the page htmx was updating; and back to
+    the page the user was on (a rollback confirmation keeps its ?to=) once logged in."""
+    anonymous = Client()
+    page = "http://testserver/s/default/rollback/agent/one?to=1"
+    headers = {"HX-Request": "true", "HX-Current-URL": page}
+    response = anonymous.get("/s/default/state/agent/one", headers=headers)
+    assert response.status_code == 200 and response.content == b""
+    assert (
+        response["HX-Redirect"]
+        == "/accounts/login/?next=%2Fs%2Fdefault%2Frollback%2Fagent%2Fone%3Fto%3D1"
+    )
+    elsewhere = {"HX-Request": "true", "HX-Current-URL": "https://evil.example/x"}
+    response = anonymous.get("/s/default/?q=a", headers=elsewhere)
+    assert response["HX-Redirect"] == "/accounts/login/?next=%2Fs%2Fdefault%2F%3Fq%3Da"
+    plain = anonymous.get("/s/default/")  # without htmx: the usual redirect
+    assert plain.status_code == 302 and plain["Location"].startswith("/accounts/login/")
+
+
 def test_a_statehub_csp_setting_replaces_the_default_policy(
     accounts: dict[str, Any], store: Any, settings: Any
 ) -> None:
