@@ -5,14 +5,13 @@ Every variable and its default is listed in the README's configuration table.
 
 from __future__ import annotations
 
-import json
 import warnings
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 
-from statehub.env import env_bool, env_int, env_list, env_str
+from statehub.env import env_bool, env_int, env_json, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("STATEHUB_DATA_DIR", str(BASE_DIR / "data")))
@@ -174,11 +173,8 @@ warnings.filterwarnings("ignore", message="No directory at: .*staticfiles")
 
 # The stores the dashboard shows and the workers clean: {"name": "url"} or
 # {"name": {"url": "...", "options": {...}}}. Read by persistence.conf only.
-STATEHUB_STORES = json.loads(
-    env_str(
-        "STATEHUB_STORES",
-        json.dumps({"default": f"sqlite:///{DATA_DIR / 'states.sqlite3'}"}),
-    )
+STATEHUB_STORES = env_json(
+    "STATEHUB_STORES", {"default": f"sqlite:///{DATA_DIR / 'states.sqlite3'}"}
 )
 
 # Celery: broker and results from the environment; the embedded default needs no server.
@@ -194,7 +190,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     }
     if CELERY_BROKER_URL.startswith("filesystem")
     # e.g. '{"visibility_timeout": 3600}' for Redis; must exceed STATEHUB_CLEANUP_LOCK_TIMEOUT.
-    else json.loads(env_str("CELERY_BROKER_TRANSPORT_OPTIONS", "{}"))
+    else env_json("CELERY_BROKER_TRANSPORT_OPTIONS", {})
 )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
@@ -225,9 +221,10 @@ CELERY_BEAT_SCHEDULE = {
     )
 }
 
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()  # also the level of the worker `make run` starts
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

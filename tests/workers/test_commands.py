@@ -86,6 +86,23 @@ def test_rundashboard_refuses_a_weak_admin_password(
     assert not django_user_model.objects.exists()
 
 
+def test_rundashboard_with_an_admin_already_says_the_admin_variables_went_unused(
+    monkeypatch: pytest.MonkeyPatch, django_user_model: Any
+) -> None:
+    """It printed "Log in as 'nightops' with STATEHUB_ADMIN_PASSWORD" for an account that
+    did not exist; an operator who lost the generated password needs the way to reset it."""
+    from persistence.management.commands.rundashboard import Command
+
+    django_user_model.objects.create_superuser("ada", password="a-long-pass-931")
+    monkeypatch.setenv("STATEHUB_ADMIN_USERNAME", "nightops")
+    monkeypatch.setenv("STATEHUB_ADMIN_PASSWORD", "Another-Pass-77")
+    command = Command(stdout=io.StringIO())
+    login = command._ensure_admin()
+    assert "'ada'" in login and "manage.py changepassword ada" in login
+    assert "so they were not used" in command.stdout.getvalue()  # type: ignore[attr-defined]
+    assert not django_user_model.objects.filter(username="nightops").exists()
+
+
 def test_command_fails_when_a_run_fails(settings: Any, tmp_path) -> None:
     (tmp_path / "a-file").write_text("")
     settings.STATEHUB_STORES = {"broken": f"sqlite:///{tmp_path}/a-file/x.db"}

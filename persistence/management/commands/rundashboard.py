@@ -63,10 +63,18 @@ class Command(BaseCommand):
         User = get_user_model()
         username = os.environ.get("STATEHUB_ADMIN_USERNAME", "admin")
         password = os.environ.get("STATEHUB_ADMIN_PASSWORD")
-        if User.objects.filter(is_superuser=True).exists():
-            if password:
-                return f"{username!r} with STATEHUB_ADMIN_PASSWORD"
-            return "your existing admin account"
+        admins = list(User.objects.filter(is_superuser=True).values_list("username", flat=True))
+        if admins:
+            names = ", ".join(map(repr, admins[:3]))
+            if password or "STATEHUB_ADMIN_USERNAME" in os.environ:
+                self.stdout.write(
+                    f"An admin account exists ({names}): STATEHUB_ADMIN_USERNAME and "
+                    "STATEHUB_ADMIN_PASSWORD only create the first one, so they were not used."
+                )
+            return (
+                f"your existing admin account ({names}); a forgotten password is reset with "
+                f"`uv run python manage.py changepassword {admins[0]}`"
+            )
         generated = password is None
         password = password or secrets.token_urlsafe(12)
         candidate = User(username=username)
@@ -98,7 +106,7 @@ class Command(BaseCommand):
             "statehub",
             "worker",
             "--beat",
-            "--loglevel=INFO",
+            f"--loglevel={settings.LOG_LEVEL}",
             "--concurrency=1",
             f"--schedule={settings.DATA_DIR / 'celerybeat-schedule'}",
         ]
@@ -138,6 +146,10 @@ def _check_free(addrport: str) -> None:
 
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if threading.current_thread() is threading.main_thread():
+        # A second Ctrl-C (`uv run` forwards one of its own) must not cut the wait short
+        # with a traceback, nor leave the stop half done for atexit to announce again.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if worker.poll() is None:
         # Warm shutdown: a run in progress stops itself once its time budget is spent, so
         # wait that long (and a batch more) before killing it mid-batch.
