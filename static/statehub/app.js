@@ -23,13 +23,20 @@
   }
 
   // 404 and 503 pages are swapped in as well (see htmx-config in base.html): they explain
-  // themselves; every error also raises a message here so nothing fails silently.
-  document.addEventListener("htmx:responseError", function (evt) {
-    var xhr = evt.detail.xhr;
+  // themselves; every error also raises a message here so nothing fails silently. A swapped
+  // error is announced before the swap: htmx:responseError comes after it, on the element
+  // that asked, which the swap may have removed from the page (then no listener hears it).
+  function announce(xhr) {
+    if (xhr.statehubAnnounced) return;
+    xhr.statehubAnnounced = true;
     var text = xhr.getResponseHeader("X-Statehub-Message");
     if (!text) text = "Request failed: " + xhr.status + " " + (xhr.statusText || "");
     toast(text, "error");
+  }
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    if (evt.detail.isError && evt.detail.shouldSwap) announce(evt.detail.xhr);
   });
+  document.addEventListener("htmx:responseError", function (evt) { announce(evt.detail.xhr); });
   document.addEventListener("htmx:sendError", function () {
     toast("The server could not be reached. Check your connection and try again.", "error");
   });

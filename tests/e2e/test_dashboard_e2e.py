@@ -124,6 +124,21 @@ def test_an_error_message_goes_once_the_next_page_loads(
     page.wait_for_function("document.querySelectorAll('#toasts .msg-error').length == 0")
 
 
+def test_a_link_inside_the_page_that_finds_nothing_says_so_in_a_message_and_the_title(
+    e2e_store: StatePersistence, page: Any
+) -> None:
+    """The 404 page replaces the part of the page that held the link, so the message cannot
+    wait for htmx:responseError, which then fires on a removed element."""
+    seed(e2e_store)
+    page.goto(f"{page.base}/s/default/state/agent-1")
+    page.wait_for_selector("text=✓ verified")
+    assert e2e_store.delete_state("agent-1")
+    page.click("#main >> text=vs latest >> nth=0")
+    page.wait_for_selector("#toasts .msg-error")
+    assert page.locator("#toasts .msg-error").count() == 1
+    assert page.title() == "Not found · statehub"
+
+
 def test_back_to_a_page_whose_version_is_gone_shows_why(
     e2e_store: StatePersistence, page: Any
 ) -> None:
@@ -176,6 +191,31 @@ def test_long_tags_and_right_to_left_text_keep_their_place(
         }"""
     )
     assert key_x < value_x
+
+
+CLIPPED_TABLES = """() => [...document.querySelectorAll('table')].filter((table) => {
+  for (let el = table.parentElement; el && el !== document.body; el = el.parentElement) {
+    const overflow = getComputedStyle(el).overflowX;
+    if (overflow === 'auto' || overflow === 'scroll') return false;  // it scrolls: reachable
+    if (overflow === 'hidden' || overflow === 'clip')
+      return table.getBoundingClientRect().right > el.getBoundingClientRect().right + 1;
+  }
+  return false;
+}).length"""
+
+
+def test_no_table_is_cut_off_on_a_phone(memory_store: StatePersistence, page: Any) -> None:
+    """A table wider than a 375 px screen scrolls sideways; in a card that clips, its last
+    columns (the workers' Run now buttons) could not be reached at all."""
+    memory_store.save_with_metadata({"a": 1}, "phone-" + "x" * 60, tags=["t" * 60])
+    cid = memory_store.create_checkpoint("phone-" + "x" * 60, {"a": 1})
+    assert cid
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(f"{page.base}/workers/?online=1")  # asked at once: no request left in flight
+    assert page.evaluate(CLIPPED_TABLES) == 0, "workers"
+    for path in ("/stats/", "/tags/", f"/checkpoints/phone-{'x' * 60}", "/"):
+        page.goto(f"{page.base}/s/default{path}")
+        assert page.evaluate(CLIPPED_TABLES) == 0, path
 
 
 def test_a_click_after_the_session_ended_opens_the_whole_login_page_and_leads_back(
