@@ -137,6 +137,18 @@
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
   }
 
+  // A page swapped into #main starts keyboard and screen-reader users at its heading, as a
+  // full page load would start them at the top; otherwise focus stays on the link that was
+  // removed, which puts it back at the start of the document. Typing in a field keeps focus.
+  document.addEventListener("htmx:afterSettle", function (evt) {
+    if (evt.detail.target.id !== "main") return;
+    var here = document.activeElement;
+    if (typing(here) && document.body.contains(here)) return;
+    var spot = document.querySelector("#main h1") || document.getElementById("main");
+    spot.setAttribute("tabindex", "-1");
+    spot.focus({ preventScroll: true });
+  });
+
   document.addEventListener("keydown", function (evt) {
     if (evt.ctrlKey || evt.metaKey || evt.altKey) return;
     var dialog = document.getElementById("shortcuts");

@@ -193,6 +193,27 @@ def test_long_tags_and_right_to_left_text_keep_their_place(
     assert key_x < value_x
 
 
+def test_keyboard_users_can_skip_the_header_and_land_on_each_new_page(
+    e2e_store: StatePersistence, page: Any
+) -> None:
+    seed(e2e_store)
+    page.goto(f"{page.base}/s/default/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.click("nav[aria-label=Main] >> text=Stats")  # swapped in by htmx, no page load
+    page.wait_for_url(re.compile(r"/stats/$"))
+    page.wait_for_function("document.activeElement.tagName === 'H1'")
+    assert page.evaluate("document.activeElement.textContent") == "Stats"
+    page.goto(f"{page.base}/s/default/")
+    page.click("#q")
+    page.keyboard.type("agent")  # the live search swaps the rows: typing goes on
+    page.wait_for_url(re.compile(r"q=agent"))
+    page.wait_for_function("document.querySelectorAll('#rows tbody [data-row-link]').length == 2")
+    assert page.evaluate("document.activeElement.id") == "q"
+
+
 CLIPPED_TABLES = """() => [...document.querySelectorAll('table')].filter((table) => {
   for (let el = table.parentElement; el && el !== document.body; el = el.parentElement) {
     const overflow = getComputedStyle(el).overflowX;
