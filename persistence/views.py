@@ -133,12 +133,13 @@ def _version(value: str | None) -> int | None:
     return number
 
 
-def _int(value: str | None, default: int | None = None) -> int | None:
+def _page_number(value: str | None) -> int:
+    """A timeline page number; anything else is the first page."""
     try:
         number = int(value or "")
     except ValueError:
-        return default
-    return number if number > 0 else default
+        return 1
+    return max(number, 1)
 
 
 def _done(request: HttpRequest, url: str) -> HttpResponse:
@@ -196,7 +197,7 @@ def state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         return not_found(
             request, hub, f"State “{state_id}” does not exist, has expired, or has no such version."
         )
-    timeline = selectors.timeline(view.versions, _int(request.GET.get("page"), 1) or 1)
+    timeline = selectors.timeline(view.versions, _page_number(request.GET.get("page")))
     shown = [item.meta for item in timeline.items]
     context: dict[str, Any] = {
         "hub": hub,
@@ -239,8 +240,17 @@ def diff(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
     if not versions:
         return not_found(request, hub, f"State “{state_id}” does not exist or has expired.")
     old_default, new_default = selectors.default_pair(versions)
-    old = _int(request.GET.get("a"), old_default) or old_default
-    new = _int(request.GET.get("b"), new_default) or new_default
+    old = _version(request.GET.get("a")) or old_default
+    new = _version(request.GET.get("b")) or new_default
+    kept = {v.version for v in versions}
+    missing = [str(v) for v in dict.fromkeys((old, new)) if v not in kept]
+    if missing:
+        return not_found(
+            request,
+            hub,
+            f"State “{state_id}” has no version {' or '.join(missing)} (any more): versions "
+            f"{versions[0].version} to {versions[-1].version} are kept.",
+        )
     context: dict[str, Any] = {
         "hub": hub,
         "state_id": state_id,
@@ -253,8 +263,8 @@ def diff(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         context["diff"] = selectors.version_diff(hub.store, versions, old, new)
     except StateIntegrityError as exc:
         context["corrupt"] = str(exc)
-    if context.get("diff") is None and "corrupt" not in context:
-        return not_found(request, hub, f"State “{state_id}” has no version {old} or {new}.")
+    if context.get("diff") is None and "corrupt" not in context:  # gone since it was listed
+        return not_found(request, hub, f"Version {old} or {new} of “{state_id}” is just gone.")
     return page(request, "persistence/diff.html", context)
 
 

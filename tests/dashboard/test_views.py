@@ -390,10 +390,18 @@ def test_diff_with_a_corrupt_version(client: Client, store: StatePersistence) ->
     assert response.status_code == 200 and b"a version is corrupt" in response.content
 
 
-def test_diff_of_unknown_versions_is_404(client: Client, store: StatePersistence) -> None:
+def test_diff_of_unknown_versions_is_404_naming_the_missing_one(
+    client: Client, store: StatePersistence
+) -> None:
     seed(store)
-    assert client.get(url("diff", "run-1"), {"a": 1, "b": 42}).status_code == 404
+    missing = client.get(url("diff", "run-1"), {"a": 1, "b": 42})
+    text = html_unescape(missing.content.decode())
+    assert missing.status_code == 404
+    assert "has no version 42 (any more): versions 1 to 3 are kept" in text
     assert client.get(url("diff", "nope")).status_code == 404
+    not_a_number = client.get(url("diff", "run-1"), {"a": "abc"})  # not the default pair
+    assert not_a_number.status_code == 404
+    assert "“abc” is not a version number" in html_unescape(not_a_number.content.decode())
 
 
 def test_diff_of_a_big_state_is_capped(client: Client, store: StatePersistence) -> None:
