@@ -88,6 +88,28 @@ def as_json_line(value: Any) -> str:
 
 
 @register.filter
+def audit_details(details: Any) -> str:
+    """An audit row's details for people: ``key: value`` pairs, a write time as a UTC date
+    (the row's JSON, in the CSV export and the title, keeps the exact values)."""
+    if not isinstance(details, dict):
+        return as_json_line(details) if details else ""
+    parts = []
+    for key, value in details.items():
+        if key == "new_version":
+            continue  # the Version column shows it
+        if key == "created_at" and isinstance(value, int | float):
+            shown = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        elif isinstance(value, bool):
+            shown = "yes" if value else "no"
+        elif isinstance(value, str | int | float):
+            shown = str(value)
+        else:
+            shown = as_json_line(value)
+        parts.append(f"{key.replace('_', ' ')}: {shown}")
+    return visible(" · ".join(parts))
+
+
+@register.filter
 def preview(value: Any) -> str:
     return visible(diff.preview(value))
 

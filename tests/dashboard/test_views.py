@@ -447,6 +447,10 @@ def test_rollback_writes_a_new_version(client: Client, store: StatePersistence) 
     page = client.get(response["Location"]).content.decode()
     assert "Rolled back to version 1" in page and "rollback of v1" in page
     assert 'by <strong title="from the audit log"><bdi>ops</bdi></strong>' in page
+    # its audit row, as an operator reads it: from v1 to the new v4, the write time as a date
+    row = re.findall(r"<tr data-row>.*?</tr>", page.split('id="audit-h"', 1)[1], re.S)[0]
+    written = meta.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert "1 → 4</td>" in row and f"created at: {written}</td>" in row
 
 
 def test_a_rollback_claimed_in_metadata_is_not_shown_as_one_by_that_user(
