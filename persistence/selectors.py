@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,10 +72,11 @@ def state_page(
 TAGS_SHOWN = 1000  # the Tags page lists the most used; a page of more is no use to read
 
 
-def tag_counts(store: StatePersistence) -> tuple[list[tuple[str, int]], bool]:
-    """The TAGS_SHOWN most used tags with their counts, and whether the store has more."""
+def most_used_tags(store: StatePersistence) -> tuple[list[Bar], bool]:
+    """The tags page: the TAGS_SHOWN most used tags as bars of their state counts, and
+    whether the store has more."""
     counts = store.list_tags(limit=TAGS_SHOWN + 1)
-    return counts[:TAGS_SHOWN], len(counts) > TAGS_SHOWN
+    return _bars(counts[:TAGS_SHOWN]), len(counts) > TAGS_SHOWN
 
 
 TAG_CHOICES_SECONDS = 60
@@ -315,7 +316,7 @@ class Bar:
     note: str = ""
 
 
-def _bars(items: list[tuple[str, float]], note: str = "") -> list[Bar]:
+def _bars(items: Sequence[tuple[str, float]], note: str = "") -> list[Bar]:
     top = max((v for _, v in items), default=0) or 1
     return [Bar(label, value, round(100 * value / top, 1), note) for label, value in items]
 

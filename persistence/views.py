@@ -1,4 +1,5 @@
-"""Dashboard views: thin; reads go through selectors, writes through services.
+"""Dashboard views: thin; writes go through services (which check the role again and audit),
+reads through selectors where there is more to them than one store call.
 
 Every page is a full page that also answers HTMX requests with a partial of the same template
 (``"page.html#content"`` for navigation into ``#main``, or a smaller named partial such as
@@ -430,14 +431,8 @@ def delete_state(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
 @require_role("viewer")
 @store_view
 def tags(request: HttpRequest, hub: Hub) -> HttpResponse:
-    counts, more = selectors.tag_counts(hub.store)
-    top = max((n for _, n in counts), default=1) or 1
-    context = {
-        "hub": hub,
-        "tags": [(t, n, round(100 * n / top, 1)) for t, n in counts],
-        "more": more,
-    }
-    return page(request, "persistence/tags.html", context)
+    bars, more = selectors.most_used_tags(hub.store)
+    return page(request, "persistence/tags.html", {"hub": hub, "tags": bars, "more": more})
 
 
 @require_GET

@@ -679,7 +679,8 @@ def test_other_methods_are_refused(client: Client, store: StatePersistence) -> N
 def test_tags_page_counts_and_links(client: Client, store: StatePersistence) -> None:
     seed(store)
     response = client.get(url("tags"))
-    assert response.context["tags"][0][:2] == ("agent", 2)
+    top = response.context["tags"][0]
+    assert (top.label, top.value, top.percent) == ("agent", 2, 100)
     assert f"{url('states')}?tag=vip".encode() in response.content
 
 
@@ -693,7 +694,7 @@ def test_tags_page_says_when_it_shows_only_the_most_used(
         store.save_with_metadata({"n": n}, f"s{n}", tags=[f"t{i}" for i in range(n + 1)])
     html = client.get(url("tags")).content.decode()
     assert "the 3 most used tags" in html and "more tags than the 3 shown" in html
-    assert [t for t, _, _ in client.get(url("tags")).context["tags"]] == ["t0", "t1", "t2"]
+    assert [bar.label for bar in client.get(url("tags")).context["tags"]] == ["t0", "t1", "t2"]
     store.delete_state("s4")
     store.delete_state("s3")  # t3 and t4 gone: all 3 are shown, with no note
     html = client.get(url("tags")).content.decode()
