@@ -365,13 +365,15 @@ class StatePersistence(ABC):
         """Delete one version; True if it existed in a live state. Deleting the last version
         deletes the state."""
         with self.op_stats.timed("delete_version"):
-            return self._delete_version(check.state_id(state_id), check.stored_version(version))
+            return self._delete_version(
+                check.state_id(state_id), check.stored_version(version), self.clock()
+            )
 
     def delete_state(self, state_id: str) -> bool:
         """Delete a state with all its versions and checkpoints; True if it was live (an
         expired state not purged yet is removed too, and reports False, as absent)."""
         with self.op_stats.timed("delete_state"):
-            return self._delete_state(check.state_id(state_id))
+            return self._delete_state(check.state_id(state_id), self.clock())
 
     # ------------------------------------------------------------------ listing and search
 
@@ -701,7 +703,8 @@ class StatePersistence(ABC):
 
     # ------------------------------------------------------------------ backend hooks
     # Every hook is one atomic step of the backend's storage. ``now`` is the store clock's
-    # reading: states whose expires_at <= now are treated as absent by every hook.
+    # reading: states whose expires_at <= now are treated as absent by every hook that takes
+    # it. The checkpoint hooks take none: checkpoints do not expire.
 
     @abstractmethod
     def _write(self, requests: Sequence[WriteRequest], now: float) -> list[VersionRow]:
@@ -735,11 +738,11 @@ class StatePersistence(ABC):
         """Kept versions, oldest first, frames may be empty."""
 
     @abstractmethod
-    def _delete_version(self, state_id: str, version: int) -> bool:
+    def _delete_version(self, state_id: str, version: int, now: float) -> bool:
         """Remove one version of a live state (an expired one: nothing); whether it was there."""
 
     @abstractmethod
-    def _delete_state(self, state_id: str) -> bool:
+    def _delete_state(self, state_id: str, now: float) -> bool:
         """Remove the state, its versions and its checkpoints, expired or not; whether it was
         live."""
 

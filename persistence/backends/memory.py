@@ -197,9 +197,9 @@ class InMemoryStatePersistence(StatePersistence):
 
     # -- deletes
 
-    def _delete_version(self, state_id: str, version: int) -> bool:
+    def _delete_version(self, state_id: str, version: int, now: float) -> bool:
         with self._lock:
-            state = self._live(state_id, self.clock())
+            state = self._live(state_id, now)
             if state is None or version not in state.versions:
                 return False
             copy = _copy(state)
@@ -210,11 +210,11 @@ class InMemoryStatePersistence(StatePersistence):
                 self._forget(state_id)
             return True
 
-    def _delete_state(self, state_id: str) -> bool:
+    def _delete_state(self, state_id: str, now: float) -> bool:
         with self._lock:
             for cid in [c.checkpoint_id for c in self._list_checkpoints(state_id)]:
                 del self._checkpoints[cid]
-            existed = self._live(state_id, self.clock()) is not None
+            existed = self._live(state_id, now) is not None
             self._forget(state_id)  # an expired state is removed too, but did not exist
             return existed
 

@@ -364,9 +364,7 @@ class PostgresStatePersistence(StatePersistence):
         first = next((r for r in requests if r.row.version), requests[0])
         return VersionConflictError(first.state_id, first.row.version, last.get(first.state_id, 0))
 
-    def _delete_version(self, state_id: str, version: int) -> bool:
-        now = self.clock()
-
+    def _delete_version(self, state_id: str, version: int, now: float) -> bool:
         def work(conn: Conn) -> bool:
             q, key = self._q, {"sid": state_id, "version": version, "now": now}
             with conn.transaction():
@@ -386,11 +384,10 @@ class PostgresStatePersistence(StatePersistence):
 
         return self._run(work, writes=True)
 
-    def _delete_state(self, state_id: str) -> bool:
+    def _delete_state(self, state_id: str, now: float) -> bool:
         def work(conn: Conn) -> bool:
             # The states row first, as every writer locks it first: no deadlock between them.
             key = {"sid": state_id}
-            now = self.clock()
             found, _, _ = _pipeline(
                 conn,
                 [

@@ -353,15 +353,15 @@ class RedisStatePersistence(StatePersistence):
                 out.append(self._row(request.state_id, version, exp, None, meta, tags))
         return out
 
-    def _delete_version(self, state_id: str, version: int) -> bool:
-        return self._delete(state_id, str(version))
+    def _delete_version(self, state_id: str, version: int, now: float) -> bool:
+        return self._delete(state_id, str(version), now)
 
-    def _delete_state(self, state_id: str) -> bool:
-        return self._delete(state_id, "")
+    def _delete_state(self, state_id: str, now: float) -> bool:
+        return self._delete(state_id, "", now)
 
-    def _delete(self, state_id: str, version: str) -> bool:
+    def _delete(self, state_id: str, version: str, now: float) -> bool:
         keys = self._keys(state_id, "h", "z", "c")
-        return bool(self._eval(DELETE, keys, self.clock(), [version, state_id], write=True))
+        return bool(self._eval(DELETE, keys, now, [version, state_id], write=True))
 
     # -- reads
 

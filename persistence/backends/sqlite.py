@@ -487,8 +487,7 @@ class SQLiteStatePersistence(StatePersistence):
 
     # -- deletes
 
-    def _delete_version(self, state_id: str, version: int) -> bool:
-        now = self.clock()
+    def _delete_version(self, state_id: str, version: int, now: float) -> bool:
         with self._transaction() as conn:
             live = conn.execute(SQL_LIVE, (state_id, now)).fetchone()
             if live is None:
@@ -514,8 +513,7 @@ class SQLiteStatePersistence(StatePersistence):
             self._index_tags(conn, state_id, orjson.loads(latest[2]))
             return True
 
-    def _delete_state(self, state_id: str) -> bool:
-        now = self.clock()
+    def _delete_state(self, state_id: str, now: float) -> bool:
         with self._transaction() as conn:
             live = conn.execute(SQL_LIVE, (state_id, now)).fetchone()
             conn.execute("DELETE FROM checkpoints WHERE state_id = ?", (state_id,))
