@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from persistence import StatePersistence
 
@@ -29,31 +30,55 @@ def corrupt_version(
 
 
 def read_frame(store: StatePersistence, state_id: str, version: int) -> bytes:
+    backend: Any = store  # reached under the API, by each backend's own layout
     kind = store.backend_type
     if kind == "memory":
-        return store._states[state_id].versions[version].frame  # type: ignore[attr-defined]
+        return bytes(backend._states[state_id].versions[version].frame)
     if kind == "sqlite":
-        row = store._query(  # type: ignore[attr-defined]
-            "SELECT payload FROM versions WHERE state_id = ? AND version = ?",
-            (state_id, version),
-        )
-        return bytes(row[0][0])
-    return store._test_read_frame(state_id, version)  # type: ignore[attr-defined,no-any-return]
+        rows = backend._query(f"SELECT payload FROM versions{_ONE_SQLITE}", (state_id, version))
+    elif kind == "redis":
+        return bytes(backend._command("HGET", *_redis_frame_field(backend, state_id, version)))
+    else:
+        query = _pg(f"SELECT payload FROM {{}}.versions{_ONE}", backend)
+        rows = backend._run(lambda c: c.execute(query, (state_id, version)).fetchall())
+    if not rows:
+        raise KeyError((state_id, version))
+    return bytes(rows[0][0])
 
 
 def write_frame(store: StatePersistence, state_id: str, version: int, frame: bytes) -> None:
+    backend: Any = store
     kind = store.backend_type
     if kind == "memory":
-        versions = store._states[state_id].versions  # type: ignore[attr-defined]
+        versions = backend._states[state_id].versions
         versions[version] = replace(versions[version], frame=frame)
     elif kind == "sqlite":
-        with store._transaction() as conn:  # type: ignore[attr-defined]
-            conn.execute(
-                "UPDATE versions SET payload = ? WHERE state_id = ? AND version = ?",
-                (frame, state_id, version),
-            )
+        with backend._transaction() as conn:
+            sql = f"UPDATE versions SET payload = ?{_ONE_SQLITE}"
+            conn.execute(sql, (frame, state_id, version))
+    elif kind == "redis":
+        backend._command("HSET", *_redis_frame_field(backend, state_id, version), frame)
     else:
-        store._test_write_frame(state_id, version, frame)  # type: ignore[attr-defined]
+        query = _pg(f"UPDATE {{}}.versions SET payload = %s{_ONE}", backend)
+        backend._run(lambda c: c.execute(query, (frame, state_id, version)), writes=True)
+
+
+_ONE = " WHERE state_id = %s AND version = %s"
+_ONE_SQLITE = " WHERE state_id = ? AND version = ?"
+
+
+def _pg(text: str, store: Any) -> Any:
+    """``text`` with its ``{}`` made the store's schema, quoted."""
+    from psycopg import sql
+
+    return sql.SQL(text).format(sql.Identifier(store.schema))
+
+
+def _redis_frame_field(store: Any, state_id: str, version: int) -> tuple[str, str]:
+    """The state's hash and the field holding the version's frame: the latest one is in F."""
+    key = store._key("h", state_id)
+    cur = store._command("HGET", key, "cur")
+    return key, "F" if cur == str(version).encode() else f"f{version}"
 
 
 def damage_sqlite_pages(path: Path) -> None:

@@ -570,19 +570,6 @@ class PostgresStatePersistence(StatePersistence):
             }
         }
 
-    # -- test hooks: tests/corruption.py damages stored bytes through these, as a disk would
-
-    def _test_read_frame(self, state_id: str, version: int) -> bytes:
-        key = {"sid": state_id, "version": version}
-        rec = self._run(lambda c: c.execute(self._q.frame, key).fetchone())
-        if rec is None:
-            raise KeyError((state_id, version))
-        return bytes(rec[0])
-
-    def _test_write_frame(self, state_id: str, version: int, frame: bytes) -> None:
-        key = {"sid": state_id, "version": version, "payload": frame}
-        self._run(lambda c: c.execute(self._q.set_frame, key), writes=True)
-
     # -- lifecycle
 
     def close(self) -> None:
@@ -621,7 +608,6 @@ class _Queries:
         self.versions = render(pg_sql.VERSIONS)
         self.lock_live, self.delete_one = render(pg_sql.LOCK_LIVE), render(pg_sql.DELETE_ONE)
         self.new_latest, self.set_latest = render(pg_sql.NEW_LATEST), render(pg_sql.SET_LATEST)
-        self.frame, self.set_frame = render(pg_sql.FRAME), render(pg_sql.SET_FRAME)
         self.delete_state_row = render(pg_sql.DELETE_STATE_ROW)
         self.delete_versions = render(pg_sql.DELETE_VERSIONS)
         self.delete_checkpoints = render(pg_sql.DELETE_CHECKPOINTS)

@@ -404,9 +404,6 @@ UPDATE {schema}.states SET version_count = version_count - 1,
     compression = %(compression)s, checksum = %(checksum)s, ttl_seconds = %(ttl)s,
     metadata = %(metadata)s, write_id = %(write_id)s::text
 WHERE state_id = %(sid)s"""
-_ONE_VERSION = " WHERE state_id = %(sid)s AND version = %(version)s"
-FRAME = "SELECT payload FROM {schema}.versions" + _ONE_VERSION
-SET_FRAME = "UPDATE {schema}.versions SET payload = %(payload)s" + _ONE_VERSION
 DELETE_STATE_ROW = "DELETE FROM {schema}.states WHERE state_id = %(sid)s RETURNING expires_at"
 DELETE_VERSIONS = "DELETE FROM {schema}.versions WHERE state_id = %(sid)s"
 DELETE_CHECKPOINTS = "DELETE FROM {schema}.checkpoints WHERE state_id = %(sid)s"

@@ -565,21 +565,6 @@ class RedisStatePersistence(StatePersistence):
     def describe(self) -> str:
         return self._url
 
-    # -- for tests that damage stored bytes on purpose (tests/corruption.py)
-
-    def _test_read_frame(self, state_id: str, version: int) -> bytes:
-        frame: bytes = self._command(
-            "HGET", self._key("h", state_id), self._frame(state_id, version)
-        )
-        return frame
-
-    def _test_write_frame(self, state_id: str, version: int, frame: bytes) -> None:
-        self._command("HSET", self._key("h", state_id), self._frame(state_id, version), frame)
-
-    def _frame(self, state_id: str, version: int) -> str:
-        cur = self._command("HGET", self._key("h", state_id), "cur")
-        return "F" if cur == str(version).encode() else f"f{version}"
-
 
 def _checkpoint(checkpoint_id: str, state_id: str, frame: bytes, packed: bytes) -> CheckpointRow:
     created, checksum, rest = packed.split(_BSEP, 2)
