@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 
 from persistence import validation as check
 from persistence.roles import ROLES
+from persistence.selectors import StateQuery
 
 ORDERS = [
     ("-updated", "Last update, newest first"),
@@ -43,17 +44,17 @@ class StateFilterForm(forms.Form):
     def clean_q(self) -> str:
         return str(self.cleaned_data.get("q") or "").strip()
 
-    def query(self) -> dict[str, object]:
+    def query(self) -> StateQuery:
         data = self.cleaned_data if self.is_valid() else {}
-        return {
-            "prefix": data.get("q") or None,
-            "tags": data.get("tag") or [],
-            "match": data.get("match") or "any",
-            "order": data.get("order") or "-updated",
+        return StateQuery(
+            prefix=data.get("q") or None,
+            tags=tuple(data.get("tag") or ()),
+            match=data.get("match") or "any",
+            order=data.get("order") or "-updated",
             # A link carries one of the two; should both come, the page after wins.
-            "cursor": data.get("cursor") or None,
-            "before": None if data.get("cursor") else data.get("before") or None,
-        }
+            cursor=data.get("cursor") or None,
+            before=None if data.get("cursor") else data.get("before") or None,
+        )
 
 
 class ReasonForm(forms.Form):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,30 +43,53 @@ class StateRow:
     ttl_remaining: float | None
 
 
-def state_page(
-    store: StatePersistence,
-    *,
-    prefix: str | None = None,
-    tags: list[str] | None = None,
-    match: TagMatch = "any",
-    order: StateOrder = "-updated",
-    cursor: str | None = None,
-    before: str | None = None,
-    limit: int = PAGE_SIZE,
-) -> Page[StateRow]:
-    """One page of the states listing; raises ValueError for a cursor the store did not issue."""
+@dataclass(frozen=True)
+class StateQuery:
+    """What the states page lists: the filters and the page of them (a cursor or the one
+    before a cursor)."""
+
+    prefix: str | None = None
+    tags: tuple[str, ...] = ()
+    match: TagMatch = "any"
+    order: StateOrder = "-updated"
+    cursor: str | None = None
+    before: str | None = None
+
+
+def state_page(store: StatePersistence, query: StateQuery) -> Page[StateRow]:
+    """One page of the states listing; raises ValueError for a cursor the store did not
+    issue, or a filter it refuses."""
     page = store.page_states(
-        prefix=prefix or None,
-        tags=tags or None,
-        match=match,
-        order=order,
-        cursor=cursor,
-        before=before,
-        limit=limit,
+        prefix=query.prefix,
+        tags=list(query.tags) or None,
+        match=query.match,
+        order=query.order,
+        cursor=query.cursor,
+        before=query.before,
+        limit=PAGE_SIZE,
     )
     now = store_now(store)
     rows = [StateRow(s, s.ttl_remaining(now)) for s in page.items]
     return Page(items=rows, next_cursor=page.next_cursor, prev_cursor=page.prev_cursor)
+
+
+def listable_page(
+    store: StatePersistence, query: StateQuery
+) -> tuple[Page[StateRow], StateQuery, str]:
+    """The page ``query`` asks for, or the nearest one the store accepts: the first page of
+    the same filters when the cursor is refused (stale, or from another order), and the
+    first page unfiltered when a filter is. Returns the page, the query it answers and why
+    it is not the one asked for ("" when it is)."""
+    try:
+        return state_page(store, query), query, ""
+    except ValueError as exc:
+        problem = str(exc)
+    first = replace(query, cursor=None, before=None)
+    try:
+        return state_page(store, first), first, problem
+    except ValueError:
+        unfiltered = replace(first, prefix=None, tags=())
+        return state_page(store, unfiltered), unfiltered, problem
 
 
 TAGS_SHOWN = 1000  # the Tags page lists the most used; a page of more is no use to read

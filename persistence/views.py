@@ -166,18 +166,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @store_view
 def states(request: HttpRequest, hub: Hub) -> HttpResponse:
     form = StateFilterForm(request.GET)
-    query = form.query()
-    try:
-        result = selectors.state_page(hub.store, **query)  # type: ignore[arg-type]
-    except ValueError as exc:
-        messages.error(request, f"Bad filter: {exc}")
-        # The first page without the cursor; if the filter itself was refused, without it too.
-        query.update(cursor=None, before=None)
-        try:
-            result = selectors.state_page(hub.store, **query)  # type: ignore[arg-type]
-        except ValueError:
-            query.update(prefix=None, tags=[])
-            result = selectors.state_page(hub.store, **query)  # type: ignore[arg-type]
+    result, query, problem = selectors.listable_page(hub.store, form.query())
+    if problem:
+        messages.error(request, f"Bad filter: {problem}")
     context = {
         "hub": hub,
         "page": result,
