@@ -82,7 +82,7 @@ def test_layout_has_csrf_header_htmx_and_no_inline_script(
 # ---------------------------------------------------------------- states
 
 
-def test_empty_store(client: Client, store: StatePersistence) -> None:
+def test_an_empty_store_says_it_is_empty(client: Client, store: StatePersistence) -> None:
     response = client.get(url("states"))
     assert response.status_code == 200
     assert b"This store is empty" in response.content
@@ -97,7 +97,9 @@ def test_states_lists_rows_with_columns(client: Client, store: StatePersistence)
     assert "10m" in html or "9m 59s" in html  # TTL remaining of run-2
 
 
-def test_prefix_search(client: Client, store: StatePersistence) -> None:
+def test_a_prefix_search_lists_only_the_ids_that_start_with_it(
+    client: Client, store: StatePersistence
+) -> None:
     seed(store)
     html = client.get(url("states"), {"q": "run"}).content.decode()
     assert "run-1" in html and "run-2" in html and "session-1" not in html
@@ -113,7 +115,7 @@ def test_prefix_search(client: Client, store: StatePersistence) -> None:
         (["vip", "session"], "all", set()),
     ],
 )
-def test_tag_filter(
+def test_a_tag_filter_lists_states_with_any_or_all_of_the_tags(
     client: Client, store: StatePersistence, tags: list[str], match: str, expected: set[str]
 ) -> None:
     seed(store)
@@ -122,7 +124,7 @@ def test_tag_filter(
     assert shown == expected
 
 
-def test_sort_orders(client: Client, store: StatePersistence) -> None:
+def test_the_states_list_sorts_by_id_both_ways(client: Client, store: StatePersistence) -> None:
     seed(store)
     html = client.get(url("states"), {"order": "-id"}).content.decode()
     assert html.index(">session-1<") < html.index(">run-2<") < html.index(">run-1<")
@@ -150,7 +152,9 @@ def test_history_restore_gets_the_full_page(client: Client, store: StatePersiste
     assert b"<html" in client.get(url("states"), headers=headers).content
 
 
-def test_cursor_paging(client: Client, store: StatePersistence) -> None:
+def test_a_cursor_leads_to_the_next_page_and_the_last_page_has_none(
+    client: Client, store: StatePersistence
+) -> None:
     store.save_many([{"state_id": f"s{i:03}", "state": {"i": i}} for i in range(60)])
     first = client.get(url("states"), {"order": "id"})
     page = first.context["page"]
@@ -588,7 +592,9 @@ def test_rolling_back_away_from_a_corrupt_latest_version_is_offered(
     assert store.list_versions("run-1")[-1].version == 4
 
 
-def test_delete_version(client: Client, store: StatePersistence) -> None:
+def test_deleting_a_version_is_confirmed_first_and_keeps_the_others(
+    client: Client, store: StatePersistence
+) -> None:
     seed(store)
     confirm = client.get(url("delete_version", "run-1"), {"v": 2})
     assert confirm.status_code == 200 and b"Delete v2" in confirm.content
@@ -624,7 +630,9 @@ def test_deleting_the_last_version_deletes_the_state(
     assert store.load_with_metadata("run-2") is None
 
 
-def test_delete_state(client: Client, store: StatePersistence) -> None:
+def test_deleting_a_state_is_confirmed_first_and_removes_it(
+    client: Client, store: StatePersistence
+) -> None:
     seed(store)
     assert client.get(url("delete_state", "run-1")).status_code == 200
     assert store.load_with_metadata("run-1") is not None
@@ -705,7 +713,9 @@ def test_tags_page_empty(client: Client, store: StatePersistence) -> None:
     assert b"No tags yet" in client.get(url("tags")).content
 
 
-def test_checkpoints(client: Client, store: StatePersistence) -> None:
+def test_checkpoints_are_listed_and_opened_and_an_unknown_one_is_404(
+    client: Client, store: StatePersistence
+) -> None:
     seed(store)
     cid = store.create_checkpoint("run-1", {"phase": "planning"}, {"label": "before tools"})
     html = client.get(url("checkpoints", "run-1")).content.decode()
@@ -764,7 +774,9 @@ def test_bidi_controls_are_shown_as_escapes_in_metadata_and_diffs(
     assert "ok\\u2066x" in diff  # in the changes table and the side-by-side view
 
 
-def test_stats_page(client: Client, store: StatePersistence) -> None:
+def test_the_stats_page_covers_the_whole_small_store_and_operations(
+    client: Client, store: StatePersistence
+) -> None:
     seed(store)
     response = client.get(url("stats"))
     html = response.content.decode()
