@@ -45,6 +45,15 @@ _LOCK_LOST = (
 TaskName = Literal["purge_expired", "prune_versions"]
 Trigger = Literal["schedule", "manual", "command"]
 TASKS: tuple[TaskName, ...] = ("purge_expired", "prune_versions")
+
+
+def check_task(task: str) -> TaskName:
+    """``task`` if it is one of TASKS; ValueError naming them otherwise."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
+    return task
+
+
 _RECORD_DELETE_CHUNK = 1000
 _RUNNING = WorkerRun.Outcome.RUNNING
 BROKER_TIMEOUT = 3.0  # seconds "Run now" waits for the broker
@@ -102,8 +111,7 @@ def run_cleanup(
     ``max_versions`` (prune only) defaults to the store's configured option, read now, so a
     settings change applies to the next prune.
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
+    check_task(task)
     config = conf.store_configs()
     if store not in config:
         raise KeyError(f"no store named {store!r}; configured: {', '.join(config)}")
@@ -324,8 +332,7 @@ def request_run(user: Any, store: str, task: str) -> str:
 
     with audited(Action.RUN_WORKER, user, "operator", store=store) as details:
         details["task"] = task
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
+        check_task(task)
         if store not in conf.store_configs():
             raise KeyError(f"no store named {store!r}")
         details["task_id"] = task_id = _send(user, store, task)

@@ -34,25 +34,21 @@ _RUN_OPTIONS: dict[str, Any] = {
 def purge_expired(
     self: Task, store: str, trigger: cleanup.Trigger = "schedule", requested_by: str = ""
 ) -> dict[str, Any]:
-    return cleanup.run_cleanup(
-        store,
-        "purge_expired",
-        trigger=trigger,
-        task_id=self.request.id or "",
-        requested_by=requested_by,
-    ).as_dict()
+    return _run(self, store, "purge_expired", trigger, requested_by)
 
 
 @shared_task(name="persistence.prune_versions", **_RUN_OPTIONS)  # type: ignore[untyped-decorator]
 def prune_versions(
     self: Task, store: str, trigger: cleanup.Trigger = "schedule", requested_by: str = ""
 ) -> dict[str, Any]:
+    return _run(self, store, "prune_versions", trigger, requested_by)
+
+
+def _run(
+    task: Task, store: str, name: cleanup.TaskName, trigger: cleanup.Trigger, requested_by: str
+) -> dict[str, Any]:
     return cleanup.run_cleanup(
-        store,
-        "prune_versions",
-        trigger=trigger,
-        task_id=self.request.id or "",
-        requested_by=requested_by,
+        store, name, trigger=trigger, task_id=task.request.id or "", requested_by=requested_by
     ).as_dict()
 
 
@@ -62,8 +58,7 @@ _PER_STORE = {"purge_expired": purge_expired, "prune_versions": prune_versions}
 @shared_task(name="persistence.cleanup_all_stores", acks_late=True)  # type: ignore[untyped-decorator]
 def cleanup_all_stores(task: cleanup.TaskName, trigger: cleanup.Trigger = "schedule") -> list[str]:
     """Queue ``task`` once for every configured store; returns the queued task ids."""
-    if task not in _PER_STORE:
-        raise ValueError(f"task must be one of {', '.join(_PER_STORE)} (got {task!r})")
+    cleanup.check_task(task)
     limits = conf.cleanup_settings()
     interval = limits.purge_interval if task == "purge_expired" else limits.prune_interval
     return [
