@@ -15,7 +15,9 @@ and, through the queue, "Run now" on the dashboard. A run
 - deletes run records older than STATEHUB_RUN_RETENTION_DAYS.
 
 Both store operations are idempotent, so a run repeated after a crash, or racing one that took
-over a stale lock, removes each item once and counts it once.
+over a stale lock, removes each item once. Counts are recorded after each batch: a batch the
+store committed just before its worker died (or its Django database went away) is removed
+but counted by no run.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, Literal, cast
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from persistence import OutcomeUnknownError, StatePersistence, conf
 from persistence.models import WorkerRun
@@ -44,6 +46,7 @@ _LOCK_LOST = (
 
 TaskName = Literal["purge_expired", "prune_versions"]
 Trigger = Literal["schedule", "manual", "command"]
+TRIGGERS: tuple[Trigger, ...] = ("schedule", "manual", "command")
 TASKS: tuple[TaskName, ...] = ("purge_expired", "prune_versions")
 
 
@@ -112,6 +115,8 @@ def run_cleanup(
     settings change applies to the next prune.
     """
     check_task(task)
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)} (got {trigger!r})")
     config = conf.store_configs()
     if store not in config:
         raise KeyError(f"no store named {store!r}; configured: {', '.join(config)}")
@@ -205,9 +210,13 @@ def _acquire(
     task_id: str,
     requested_by: str,
 ) -> WorkerRun:
-    """A new ``running`` row (the lock is ours) or a finished ``busy`` row (it is not)."""
-    now = timezone.now()
-    _release_abandoned(store, task, now, lock_timeout, task_id)
+    """A new ``running`` row (the lock is ours) or a finished ``busy`` row (it is not).
+
+    Every time on a run row is the Django database's clock (``Now()``), never the local one
+    of the process writing it: workers on several machines judge each other's heartbeats by
+    one clock, so a worker whose clock runs slow is not taken for dead, nor a dead one whose
+    clock ran fast taken for alive."""
+    _release_abandoned(store, task, lock_timeout, task_id)
     fields: dict[str, Any] = {
         "store": store,
         "task": task,
@@ -218,69 +227,69 @@ def _acquire(
     }
     try:
         with transaction.atomic():
-            return WorkerRun.objects.create(
-                outcome=_RUNNING, started_at=now, heartbeat_at=now, **fields
+            run = WorkerRun.objects.create(
+                outcome=_RUNNING, started_at=Now(), heartbeat_at=Now(), **fields
             )
     except IntegrityError:
         holder = WorkerRun.objects.filter(store=store, task=task, outcome=_RUNNING).first()
         note = "another run held the lock"
-        if holder:  # the time as the pages show times, in TIME_ZONE
-            started = timezone.localtime(holder.started_at)
-            note = f"run #{holder.pk} ({holder.trigger}, started {started:%H:%M:%S}) holds the lock"
-        return WorkerRun.objects.create(
+        if holder:  # a date and zone, as the note is read wherever the page is
+            started = f"{holder.started_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+            note = f"run #{holder.pk} ({holder.trigger}, started {started}) holds the lock"
+        run = WorkerRun.objects.create(
             outcome=WorkerRun.Outcome.BUSY,
-            started_at=now,
-            heartbeat_at=now,
-            finished_at=timezone.now(),
+            started_at=Now(),
+            heartbeat_at=Now(),
+            finished_at=Now(),
             error=f"busy: {note}",
             **fields,
         )
+    run.refresh_from_db(fields=["started_at", "heartbeat_at", "finished_at"])
+    return run
 
 
-def _release_abandoned(store: str, task: str, now: Any, lock_timeout: float, task_id: str) -> None:
+def _release_abandoned(store: str, task: str, lock_timeout: float, task_id: str) -> None:
     held = WorkerRun.objects.filter(store=store, task=task, outcome=_RUNNING)
-    _lost(held, now, lock_timeout)
+    _lost(held, lock_timeout)
     if task_id:
         # Our own message delivered again: the broker hands a message out again when the
         # worker that had it died, and also when only its connection to the broker dropped
         # (RabbitMQ requeues at once, Redis on reconnecting) while the run goes on. Waiting
         # for the heartbeat to go stale would record this delivery busy and, in the first
         # case, leave the job undone; taking over costs the second case one batch done twice
-        # (the store calls are idempotent: nothing is removed or counted twice), after which
-        # the first run finds its lock lost at its next heartbeat and stops.
+        # (the store calls are idempotent: nothing is removed twice), after which the first
+        # run finds its lock lost at its next heartbeat and stops.
         held.filter(task_id=task_id).update(
             outcome=WorkerRun.Outcome.ERROR,
-            finished_at=now,
+            finished_at=Now(),
             error="lock taken over: its message was delivered again (its worker died or "
             "lost the broker)",
         )
 
 
-def _lost(running: Any, now: Any, lock_timeout: float) -> None:
-    """Mark the ``running`` rows (a queryset) that made no progress for ``lock_timeout``."""
-    cutoff = now - timedelta(seconds=lock_timeout)
-    running.filter(heartbeat_at__lt=cutoff).update(
+def _lost(running: Any, lock_timeout: float) -> None:
+    """Mark the ``running`` rows (a queryset) that made no progress for ``lock_timeout``,
+    by the database's clock."""
+    running.filter(heartbeat_at__lt=Now() - timedelta(seconds=lock_timeout)).update(
         outcome=WorkerRun.Outcome.ERROR,
-        finished_at=now,
+        finished_at=Now(),
         error=f"worker lost: no progress for over {lock_timeout:g} s",
     )
 
 
 def _heartbeat(run: WorkerRun) -> None:
-    run.heartbeat_at = timezone.now()
     updated = WorkerRun.objects.filter(pk=run.pk, outcome=_RUNNING).update(
-        heartbeat_at=run.heartbeat_at, removed=run.removed, batches=run.batches
+        heartbeat_at=Now(), removed=run.removed, batches=run.batches
     )
     if not updated:
         raise LockLost(_LOCK_LOST.format(batches=run.batches))
 
 
 def _finish(run: WorkerRun) -> None:
-    run.finished_at = run.heartbeat_at = timezone.now()
     finished = WorkerRun.objects.filter(pk=run.pk, outcome=_RUNNING).update(
         outcome=run.outcome,
-        finished_at=run.finished_at,
-        heartbeat_at=run.heartbeat_at,
+        finished_at=Now(),
+        heartbeat_at=Now(),
         removed=run.removed,
         batches=run.batches,
         more_left=run.more_left,
@@ -306,11 +315,10 @@ def _count_lost(run: WorkerRun) -> None:
 def prune_run_records(*, now: Any = None) -> int:
     """Delete finished run records older than STATEHUB_RUN_RETENTION_DAYS; returns how many."""
     limits = conf.cleanup_settings()
-    now = now or timezone.now()
     # Runs of any store and task whose worker is gone, also those nothing will run again (a
     # store taken out of STATEHUB_STORES): marked lost here, they are pruned like the rest.
-    _lost(WorkerRun.objects.filter(outcome=_RUNNING), now, limits.lock_timeout)
-    cutoff = now - timedelta(days=limits.run_retention_days)
+    _lost(WorkerRun.objects.filter(outcome=_RUNNING), limits.lock_timeout)
+    cutoff = (now or Now()) - timedelta(days=limits.run_retention_days)
     old = WorkerRun.objects.filter(started_at__lt=cutoff).exclude(outcome=_RUNNING)
     deleted = 0
     while ids := list(old.values_list("pk", flat=True)[:_RECORD_DELETE_CHUNK]):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Max
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from persistence import cleanup, conf
 from persistence.models import WorkerRun
@@ -49,7 +49,7 @@ def recent_runs(limit: int = 30) -> list[WorkerRun]:
 def any_running() -> bool:
     """Whether a run is making progress (a running row whose worker died is not: the page
     would poll for it until another run of its store and task marks it lost)."""
-    fresh = timezone.now() - timedelta(seconds=conf.cleanup_settings().lock_timeout)
+    fresh = Now() - timedelta(seconds=conf.cleanup_settings().lock_timeout)  # as the lock
     running = WorkerRun.objects.filter(outcome=WorkerRun.Outcome.RUNNING)
     return running.filter(heartbeat_at__gte=fresh).exists()
 

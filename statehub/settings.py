@@ -193,6 +193,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     else env_json("CELERY_BROKER_TRANSPORT_OPTIONS", {})
 )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery gives up on a lost broker after 100 tries (about 46 minutes) and the worker, with the
+# beat inside it, exits for good: a broker back after a longer outage would find no cleanup.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")

@@ -101,6 +101,26 @@ def test_run_finding_the_lock_taken_records_busy_and_does_nothing(mem, clock) ->
     assert holder.outcome == "running"
 
 
+def test_the_lock_is_judged_by_the_database_clock_not_each_workers_own(
+    mem, clock, monkeypatch
+) -> None:
+    """A worker whose clock runs two minutes slow, busy with a run, is not taken for dead by
+    a worker whose clock is right (nor, the other way round, would a dead worker whose clock
+    ran fast keep the lock past the timeout): every time on a run row is the database's."""
+    seed(mem, clock, expired=5, live=0)
+    right = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: right() - timedelta(seconds=120))
+    slow = cleanup._acquire("mem", "purge_expired", "schedule", 60, "msg-slow", "")
+    monkeypatch.setattr(timezone, "now", right)
+
+    result = cleanup.run_cleanup("mem", "purge_expired", trigger="manual")
+
+    assert result.outcome == "busy" and f"run #{slow.pk}" in result.error
+    slow.refresh_from_db()
+    assert slow.outcome == "running" and abs(slow.heartbeat_at - right()) < timedelta(seconds=5)
+    assert held(mem) == 5
+
+
 @pytest.mark.parametrize("task_id", ["", "msg-9"], ids=["another-run", "its-own-redelivery"])
 def test_a_lock_without_progress_past_the_timeout_is_taken_over(
     mem, clock, settings, task_id: str
@@ -225,11 +245,13 @@ def test_progress_is_reported_after_every_batch(mem, clock) -> None:
     ]
 
 
-def test_unknown_store_or_task_is_refused(mem) -> None:
-    with pytest.raises(KeyError):
+def test_unknown_store_task_or_trigger_is_refused_by_name(mem) -> None:
+    with pytest.raises(KeyError, match="no store named 'nope'"):
         cleanup.run_cleanup("nope", "purge_expired", trigger="schedule")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="task must be one of purge_expired, prune_versions"):
         cleanup.run_cleanup("mem", "vacuum", trigger="schedule")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="trigger must be one of schedule, manual, command"):
+        cleanup.run_cleanup("mem", "purge_expired", trigger="bogus")  # type: ignore[arg-type]
     assert not WorkerRun.objects.exists()
 
 
