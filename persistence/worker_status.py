@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Max
+from django.db.models import Case, Max, Q, Value, When
 from django.db.models.functions import Now
 
 from persistence import cleanup, conf
@@ -42,8 +42,19 @@ class WorkersOnline:
     workers: tuple[OnlineWorker, ...] = ()
 
 
+def _with_stalled() -> Any:
+    """Runs, each with ``stalled``: running, but with no progress for the lock timeout by the
+    database's clock (its worker is likely gone; the next run of its store and task marks it
+    lost), so that the page does not go on calling it running."""
+    cutoff = Now() - timedelta(seconds=conf.cleanup_settings().lock_timeout)
+    stalled = Q(outcome=WorkerRun.Outcome.RUNNING, heartbeat_at__lt=cutoff)
+    return WorkerRun.objects.annotate(
+        stalled=Case(When(stalled, then=Value(True)), default=Value(False))
+    )
+
+
 def recent_runs(limit: int = 30) -> list[WorkerRun]:
-    return list(WorkerRun.objects.order_by("-started_at", "-id")[:limit])
+    return list(_with_stalled().order_by("-started_at", "-id")[:limit])
 
 
 def any_running() -> bool:
@@ -68,7 +79,7 @@ def store_tasks() -> list[StoreTask]:
         .values("store", "task")
         .annotate(last=Max("id"))
     }
-    runs = WorkerRun.objects.in_bulk(list(latest.values()))
+    runs = _with_stalled().in_bulk(list(latest.values()))
     return [
         StoreTask(name, task, runs.get(latest.get((name, task), 0)))
         for name in conf.store_names()

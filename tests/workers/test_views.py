@@ -64,6 +64,24 @@ def test_a_dead_workers_running_row_stops_the_polling_and_is_pruned(client: Clie
     assert not WorkerRun.objects.exists()
 
 
+def test_a_run_without_progress_past_the_lock_timeout_is_shown_stalled_not_running(
+    client: Client,
+) -> None:
+    stale = timezone.now() - timedelta(seconds=61)
+    WorkerRun.objects.create(
+        store="mem", task="purge_expired", trigger="schedule", started_at=stale, heartbeat_at=stale
+    )
+    WorkerRun.objects.create(store="mem", task="prune_versions", trigger="schedule")  # alive
+    html = client.get("/workers/").content.decode()
+    schedule = html[html.index('<section id="schedule"') : html.index('<section id="runs"')]
+    purge_row = schedule[schedule.index("purge_expired") :].split("</tr>", 1)[0]
+    prune_row = schedule[schedule.index("prune_versions") :].split("</tr>", 1)[0]
+    assert ">stalled<" in purge_row and ">running<" not in purge_row
+    assert ">running<" in prune_row
+    runs = html[html.index('<section id="runs"') :]
+    assert runs.count(">stalled<") == 1 and runs.count(">running<") == 1
+
+
 def test_a_busy_run_does_not_hide_the_last_run_that_worked(client: Client) -> None:
     cleanup.run_cleanup("mem", "purge_expired", trigger="schedule")
     WorkerRun.objects.create(store="mem", task="purge_expired", trigger="manual", outcome="busy")
