@@ -11,6 +11,8 @@ class PersistenceConfig(AppConfig):
     def ready(self) -> None:
         from persistence import audit, conf, tokens
 
+        # Checked at start, not first when a request is audited, after its action was done.
+        conf.trusted_proxies()
         conf.connect_signals()
         audit.connect_signals()
         tokens.connect_signals()

@@ -312,13 +312,13 @@ def _count_lost(run: WorkerRun) -> None:
 # ---------------------------------------------------------------------- records
 
 
-def prune_run_records(*, now: Any = None) -> int:
+def prune_run_records() -> int:
     """Delete finished run records older than STATEHUB_RUN_RETENTION_DAYS; returns how many."""
     limits = conf.cleanup_settings()
     # Runs of any store and task whose worker is gone, also those nothing will run again (a
     # store taken out of STATEHUB_STORES): marked lost here, they are pruned like the rest.
     _lost(WorkerRun.objects.filter(outcome=_RUNNING), limits.lock_timeout)
-    cutoff = (now or Now()) - timedelta(days=limits.run_retention_days)
+    cutoff = Now() - timedelta(days=limits.run_retention_days)
     old = WorkerRun.objects.filter(started_at__lt=cutoff).exclude(outcome=_RUNNING)
     deleted = 0
     while ids := list(old.values_list("pk", flat=True)[:_RECORD_DELETE_CHUNK]):

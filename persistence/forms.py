@@ -75,6 +75,7 @@ class RollbackForm(ReasonForm):
     write_id = forms.RegexField(regex=r"\A[0-9a-f]{32}\Z", required=False)
     # The latest version the confirmation showed: a state saved since is confirmed again.
     seen = forms.IntegerField(min_value=1, max_value=check.MAX_STORED_VERSION, required=False)
+    warned = forms.BooleanField(required=False)  # the operator was told it moved on, once
 
 
 class DeleteVersionForm(ReasonForm):

@@ -318,6 +318,7 @@ def rollback(request: HttpRequest, hub: Hub, state_id: str) -> HttpResponse:
         "state_id": state_id,
         "form": form,
         "target": target,
+        "warned": request.method == "POST" and form.is_valid(),  # shown again after _moved_on
         "latest": versions[-1],
         "write_id": request.POST.get("write_id") or uuid.uuid4().hex,
     }
@@ -340,11 +341,15 @@ def _moved_on(
     """Whether the state was saved after the confirmation was shown (and not by this very
     form, sent again): say so, so the operator reviews what a rollback now replaces."""
     seen, latest, write_id = data["seen"], versions[-1].version, data["write_id"]
-    if seen is None or seen == latest or any(v.write_id == write_id for v in versions):
-        return False
+    if seen is None or seen == latest or data["warned"]:  # warned once: a busy state must
+        return False  # not keep an operator from ever getting through
+    if any(v.write_id == write_id for v in versions):  # this form, sent again: the store
+        return False  # answers with the version it wrote
+    if data["version"] not in {v.version for v in versions}:  # pruned or deleted: the
+        return False  # service refuses it, audited, and the state's page says why
     messages.warning(
         request,
-        f"“{state_id}” was saved while you looked: v{latest} is now its latest version, not "
+        f"“{state_id}” changed while you looked: v{latest} is now its latest version, not "
         f"v{seen}. Nothing was rolled back; check what would change below and confirm again.",
     )
     return True

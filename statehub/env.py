@@ -26,14 +26,17 @@ def env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"environment variable {name} must be true or false (got {raw!r})")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ValueError(f"environment variable {name} must be an integer (got {raw!r})") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"environment variable {name} must be {minimum} or more (got {value})")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -49,5 +52,5 @@ def env_json(name: str, default: Any) -> Any:
         return default
     try:
         return json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be JSON ({exc}; got {raw!r})") from None
+    except ValueError as exc:  # where, not the text: it may hold a URL's password
+        raise ValueError(f"environment variable {name} must be JSON ({exc})") from None

@@ -131,7 +131,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "persistence.audit.client_address"  # the same address as the audit log
 AXES_VERBOSE = False
 # How many reverse proxies in front of the app append to X-Forwarded-For (0: trust none).
-STATEHUB_TRUSTED_PROXIES = env_int("STATEHUB_TRUSTED_PROXIES", 0)
+STATEHUB_TRUSTED_PROXIES = env_int("STATEHUB_TRUSTED_PROXIES", 0, minimum=0)
 
 # Sessions end after this many idle seconds: every request moves the expiry forward.
 SESSION_COOKIE_AGE = env_int("STATEHUB_SESSION_IDLE_SECONDS", 8 * 3600)

@@ -151,7 +151,7 @@ class PostgresStatePersistence(StatePersistence):
         min_size: int = 1,
         max_size: int = 10,
         pool_timeout: float = 30.0,
-        connect_timeout: int = 5,
+        connect_timeout: float = 5,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -161,8 +161,13 @@ class PostgresStatePersistence(StatePersistence):
         max_size = check.int_between(max_size, "max_size", 1, 10_000)
         min_size = check.int_between(min_size, "min_size", 0, max_size)
         pool_timeout = check.seconds(pool_timeout, "pool_timeout")
-        # libpq takes whole seconds, and 0 would wait for a server that never answers for ever.
-        connect_timeout = check.int_between(connect_timeout, "connect_timeout", 1, 3600)
+        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int | float):
+            raise TypeError(
+                f"connect_timeout must be seconds, not {type(connect_timeout).__name__}"
+            )
+        if connect_timeout < 0:  # 0 is psycopg's own default (130 s), as in libpq's URL
+            raise ValueError(f"connect_timeout must be 0 or more seconds (got {connect_timeout})")
+        connect_timeout = math.ceil(connect_timeout)  # libpq reads whole seconds only
         self.dsn = dsn
         self.schema = schema
         # Names this store's connections in pg_stat_activity (the tests terminate them by it).

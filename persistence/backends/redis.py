@@ -179,7 +179,7 @@ class RedisStatePersistence(StatePersistence):
         redis_options: dict[str, Any] | None = None,
         *,
         namespace: str = "statehub",
-        pool_timeout: float = 30.0,
+        pool_timeout: float | None = 30.0,
         **common_options: Any,
     ) -> None:
         super().__init__(**common_options)
@@ -187,7 +187,8 @@ class RedisStatePersistence(StatePersistence):
             raise TypeError(f"redis_url must be a str, not {type(redis_url).__name__}")
         if redis_options is not None and not isinstance(redis_options, Mapping):
             raise TypeError(f"redis_options must be a dict, not {type(redis_options).__name__}")
-        pool_timeout = check.seconds(pool_timeout, "pool_timeout")
+        if pool_timeout is not None:  # None: wait for a connection for as long as it takes
+            pool_timeout = check.seconds(pool_timeout, "pool_timeout")
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
         if not namespace or any(c in namespace for c in "{}*?[]") or not namespace.isprintable():

@@ -217,9 +217,10 @@ class SQLiteStatePersistence(StatePersistence):
                 conn.execute("PRAGMA cache_size = -65536")
                 conn.execute("PRAGMA mmap_size = 268435456")
             except sqlite3.Error as exc:
-                raise BackendUnavailableError(
-                    f"cannot open SQLite file {self.path}: {exc}"
-                ) from exc
+                error = _translate(exc, self.path)
+                if not isinstance(error, StateIntegrityError):  # a damaged first page is that
+                    error = BackendUnavailableError(f"cannot open SQLite file {self.path}: {exc}")
+                raise error from exc
             busy = threading.RLock()  # re-entrant: a query may run inside a transaction
             entry = (conn, busy, os.getpid())
             with self._all_lock:
@@ -677,7 +678,9 @@ _DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 def _translate(exc: sqlite3.Error, path: str) -> PersistenceError:
     """The one place sqlite3 errors become statehub errors."""
-    if exc.sqlite_errorcode & 0xFF in _DAMAGED:  # extended codes keep the primary in the low byte
+    # Extended codes keep the primary in the low byte; errors the sqlite3 module raises itself
+    # (a closed connection, a bad binding) carry none.
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DAMAGED:
         return StateIntegrityError(f"SQLite file {path} is damaged: {exc}")
     if isinstance(exc, sqlite3.OperationalError):  # locked past the timeout, a full disk, I/O
         return BackendUnavailableError(f"SQLite {path}: {exc}")

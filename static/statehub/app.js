@@ -22,7 +22,7 @@
     if (level !== "error") setTimeout(function () { el.remove(); }, 5000);
   }
 
-  // 404 and 503 pages are swapped in as well (see htmx-config in base.html): they explain
+  // 404, 500 and 503 pages are swapped in as well (see htmx-config in base.html): they explain
   // themselves; every error also raises a message here so nothing fails silently. A swapped
   // error is announced before the swap: htmx:responseError comes after it, on the element
   // that asked, which the swap may have removed from the page (then no listener hears it).

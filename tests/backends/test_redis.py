@@ -435,6 +435,16 @@ def test_a_bad_namespace_is_refused(raw) -> None:
         RedisStatePersistence(REDIS_URL, namespace=5)  # type: ignore[arg-type]
 
 
+def test_a_pool_timeout_of_none_waits_for_a_connection_without_end(namespace: str) -> None:
+    store = RedisStatePersistence(
+        REDIS_URL, namespace=namespace, pool_timeout=None, redis_options={"max_connections": 1}
+    )
+    store.save_with_metadata({"a": 1}, "s")
+    assert store._pool.timeout is None  # redis-py's BlockingConnectionPool: wait for ever
+    store.delete_state("s")
+    store.close()
+
+
 @pytest.mark.parametrize(
     ("arguments", "error", "named"),
     [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from persistence import BackendUnavailableError, StateIntegrityError, connect
+from persistence import BackendUnavailableError, PersistenceError, StateIntegrityError, connect
 from persistence.backends.sqlite import MIGRATIONS
 from persistence.types import to_micros
 from tests.conftest import FakeClock
@@ -307,3 +307,22 @@ def test_a_damaged_file_raises_integrity_errors_not_sqlite3_errors(tmp_path: Pat
             call()
         assert isinstance(caught.value.__cause__, sqlite3.DatabaseError), name
     store.close()
+
+
+def test_a_damaged_first_page_is_reported_as_damage_not_as_a_store_that_is_down(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "headless.db"
+    connect(f"sqlite:///{path}").close()
+    with path.open("r+b") as raw:
+        raw.write(b"\x5a" * 100)  # the header, where SQLite checks what the file is
+    with pytest.raises(StateIntegrityError, match=r"headless\.db is damaged"):
+        connect(f"sqlite:///{path}")
+
+
+def test_errors_the_sqlite3_module_raises_itself_are_translated_too() -> None:
+    """They carry no SQLite result code (a closed connection, a bad binding)."""
+    from persistence.backends.sqlite import _translate
+
+    error = _translate(sqlite3.ProgrammingError("Cannot operate on a closed database."), "x.db")
+    assert type(error) is PersistenceError and "closed database" in str(error)

@@ -520,8 +520,38 @@ def test_a_state_saved_after_the_confirmation_was_shown_is_confirmed_again(
     assert "v4 is now its latest version, not v3. Nothing was rolled back" in html_unescape(again)
     assert [m.version for m in store.list_versions("run-1")] == [1, 2, 3, 4]
     assert 'name="seen" value="4"' in again and "bad deploy" in again  # the reason is kept
+    assert 'name="warned" value="1"' in again
     done = client.post(url("rollback", "run-1"), {**fields, "seen": 4}, follow=True)
     assert "new version 5 written" in done.content.decode()
+
+
+def test_a_state_that_keeps_changing_is_rolled_back_after_one_warning(
+    client: Client, store: StatePersistence
+) -> None:
+    """An agent saving every second must not keep the operator confirming for ever."""
+    seed(store)
+    store.save_with_metadata({"step": 4}, "run-1")
+    fields = {"version": 1, "write_id": "b" * 32, "seen": 3, "warned": "1"}
+    done = client.post(url("rollback", "run-1"), fields, follow=True)
+    assert "new version 5 written" in done.content.decode()
+
+
+def test_a_target_pruned_by_a_save_after_the_page_was_shown_fails_audited(
+    client: Client, configure: Any
+) -> None:
+    """Not "confirm again" with nothing to confirm: the service refuses the pruned target,
+    writes its error row, and the state's page says why."""
+    from persistence.models import AuditEntry
+
+    store = configure(max_versions=3)
+    seed(store)
+    store.save_with_metadata({"step": 4}, "run-1")  # prunes v1
+    fields = {"version": 1, "write_id": "c" * 32, "seen": 3}
+    response = client.post(url("rollback", "run-1"), fields, follow=True)
+    assert response.redirect_chain == [(url("state", "run-1"), 302)]
+    assert "Rollback failed:" in response.content.decode()
+    rows = AuditEntry.objects.exclude(action="login_success").values_list("action", "outcome")
+    assert list(rows) == [("rollback", "error")]
 
 
 def test_pages_are_not_kept_in_caches(client: Client, store: StatePersistence) -> None:

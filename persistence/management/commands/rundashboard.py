@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -147,9 +148,17 @@ def _check_free(addrport: str) -> None:
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
     if threading.current_thread() is threading.main_thread():
-        # A second Ctrl-C (`uv run` forwards one of its own) must not cut the wait short
-        # with a traceback, nor leave the stop half done for atexit to announce again.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The first Ctrl-C reaches us twice at once (`uv run` forwards its own copy): that
+        # copy must not cut the wait short with a traceback. A Ctrl-C pressed later means
+        # "now": the worker is killed instead of waited for.
+        stopping = time.monotonic()
+
+        def hurry(signum: int, frame: Any) -> None:
+            if time.monotonic() - stopping > 2 and worker.poll() is None:
+                print("Killing the worker now.")
+                worker.kill()
+
+        signal.signal(signal.SIGINT, hurry)
     if worker.poll() is None:
         # Warm shutdown: a run in progress stops itself once its time budget is spent, so
         # wait that long (and a batch more) before killing it mid-batch.
