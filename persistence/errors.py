@@ -28,10 +28,17 @@ class PersistenceError(Exception):
 class VersionConflictError(PersistenceError):
     """An explicit version was not greater than the state's latest; nothing was written."""
 
-    def __init__(self, state_id: str, requested: int, latest: int) -> None:
+    def __init__(
+        self, state_id: str, requested: int, latest: int, *, in_batch: bool = False
+    ) -> None:
+        latest_is = (
+            f"the latest version, counting the batch's earlier writes to it, would be {latest}"
+            if in_batch
+            else f"the latest version is {latest}"
+        )
         super().__init__(
             f"version conflict on state {state_id!r}: requested version {requested}, "
-            f"but the latest version is {latest} (a new version must be greater)"
+            f"but {latest_is} (a new version must be greater)"
         )
         self.state_id = state_id
         self.requested = requested

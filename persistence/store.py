@@ -41,6 +41,7 @@ from persistence.errors import (
     BackendUnavailableError,
     StateIntegrityError,
     StateNotFoundError,
+    VersionConflictError,
     VersionPrunedError,
 )
 from persistence.opstats import OperationStats
@@ -236,7 +237,17 @@ class StatePersistence(ABC):
             requests = [self._request_from_item(item, i) for i, item in enumerate(items)]
             if not requests:
                 return []
-            return [self._metadata(row) for row in self._write(requests, to_micros(self.clock()))]
+            try:
+                rows = self._write(requests, to_micros(self.clock()))
+            except VersionConflictError as exc:
+                if sum(r.state_id == exc.state_id for r in requests) < 2:
+                    raise
+                # The number it names may be one an earlier item of this batch would have
+                # written: nothing was, so say where it comes from.
+                raise VersionConflictError(
+                    exc.state_id, exc.requested, exc.latest, in_batch=True
+                ) from None
+            return [self._metadata(row) for row in rows]
 
     def _request_from_item(self, item: Any, index: int) -> WriteRequest:
         if not isinstance(item, Mapping):

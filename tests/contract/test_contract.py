@@ -730,6 +730,12 @@ def test_save_many_is_all_or_nothing(store: StatePersistence) -> None:
             ]
         )
     assert store.load_with_metadata("fresh") is None
+    with pytest.raises(VersionConflictError) as info:  # v4 is this batch's, never written
+        store.save_many(
+            [{"state_id": "taken", "state": {}}, {"state_id": "taken", "state": {}, "version": 4}]
+        )
+    assert "counting the batch's earlier writes to it, would be 4" in str(info.value)
+    assert store.load_with_metadata("taken")[1].version == 3  # type: ignore[index]
     with pytest.raises(TypeError, match=r"items\[1\]"):
         store.save_many([{"state_id": "fresh", "state": {}}, {"state_id": "x", "stat": {}}])
     assert store.load_with_metadata("fresh") is None
