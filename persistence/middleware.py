@@ -63,7 +63,7 @@ class HtmxLoginRedirectMiddleware:
 
     LoginRequiredMiddleware answers it with a redirect to the login page, which the browser
     follows inside the XHR: htmx would then swap the whole login page into the part of the
-    page it was updating, header and all. Placed above it, this turns that redirect into an
+    page it was updating, header and all. This turns that redirect into an
     ``HX-Redirect`` to the login page whose ``next`` is the page the user was on (not the URL
     of the partial), so logging in again leads back there."""
 

@@ -72,12 +72,17 @@ def int_between(value: Any, field: str, minimum: int, maximum: int) -> int:
     return value
 
 
-def seconds(value: Any, field: str, maximum: float = 24 * 3600) -> float:
-    """A timeout: a number of seconds above 0 (a zero or negative timeout fails every call)."""
+def seconds(
+    value: Any, field: str, maximum: float = 24 * 3600, *, zero_allowed: bool = False
+) -> float:
+    """A timeout: a number of seconds above 0 (a zero or negative timeout fails every call),
+    or from 0 with ``zero_allowed`` (where 0 means the driver's own default)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{field} must be a number of seconds, not {type(value).__name__}")
-    if not 0 < value <= maximum:
-        raise ValueError(f"{field} must be above 0 and at most {maximum:g} seconds (got {value})")
+    too_low = value < 0 if zero_allowed else value <= 0
+    if too_low or value > maximum:
+        lowest = "0 or more" if zero_allowed else "above 0"
+        raise ValueError(f"{field} must be {lowest} and at most {maximum:g} seconds (got {value})")
     return float(value)
 
 

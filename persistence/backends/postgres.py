@@ -161,13 +161,10 @@ class PostgresStatePersistence(StatePersistence):
         max_size = check.int_between(max_size, "max_size", 1, 10_000)
         min_size = check.int_between(min_size, "min_size", 0, max_size)
         pool_timeout = check.seconds(pool_timeout, "pool_timeout")
-        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int | float):
-            raise TypeError(
-                f"connect_timeout must be seconds, not {type(connect_timeout).__name__}"
-            )
-        if connect_timeout < 0:  # 0 is psycopg's own default (130 s), as in libpq's URL
-            raise ValueError(f"connect_timeout must be 0 or more seconds (got {connect_timeout})")
-        connect_timeout = math.ceil(connect_timeout)  # libpq reads whole seconds only
+        # 0 is psycopg's own default (130 s), as in libpq's URL; libpq reads whole seconds.
+        connect_timeout = math.ceil(
+            check.seconds(connect_timeout, "connect_timeout", zero_allowed=True)
+        )
         self.dsn = dsn
         self.schema = schema
         # Names this store's connections in pg_stat_activity (the tests terminate them by it).
