@@ -35,12 +35,14 @@ def read_frame(store: StatePersistence, state_id: str, version: int) -> bytes:
     if kind == "memory":
         return bytes(backend._states[state_id].versions[version].frame)
     if kind == "sqlite":
-        rows = backend._query(f"SELECT payload FROM versions{_ONE_SQLITE}", (state_id, version))
+        rows = backend._conns.query(
+            f"SELECT payload FROM versions{_ONE_SQLITE}", (state_id, version)
+        )
     elif kind == "redis":
         return bytes(backend._command("HGET", *_redis_frame_field(backend, state_id, version)))
     else:
         query = _pg(f"SELECT payload FROM {{}}.versions{_ONE}", backend)
-        rows = backend._run(lambda c: c.execute(query, (state_id, version)).fetchall())
+        rows = backend._conns.run(lambda c: c.execute(query, (state_id, version)).fetchall())
     if not rows:
         raise KeyError((state_id, version))
     return bytes(rows[0][0])
@@ -53,14 +55,14 @@ def write_frame(store: StatePersistence, state_id: str, version: int, frame: byt
         versions = backend._states[state_id].versions
         versions[version] = replace(versions[version], frame=frame)
     elif kind == "sqlite":
-        with backend._transaction() as conn:
+        with backend._conns.transaction() as conn:
             sql = f"UPDATE versions SET payload = ?{_ONE_SQLITE}"
             conn.execute(sql, (frame, state_id, version))
     elif kind == "redis":
         backend._command("HSET", *_redis_frame_field(backend, state_id, version), frame)
     else:
         query = _pg(f"UPDATE {{}}.versions SET payload = %s{_ONE}", backend)
-        backend._run(lambda c: c.execute(query, (frame, state_id, version)), writes=True)
+        backend._conns.run(lambda c: c.execute(query, (frame, state_id, version)), writes=True)
 
 
 _ONE = " WHERE state_id = %s AND version = %s"

@@ -30,40 +30,39 @@ than one statement of several CTEs.
 A refused upsert returns no row and the function raises a not-null violation on ``version``
 (what a NULL version would raise): the database aborts the whole transaction, nothing is
 written, and we report the ``VersionConflictError``. psycopg errors are translated in one place,
-``_translate``.
+``postgres_connections.translate``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
-import select
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from psycopg import errors, pq, sql
-from psycopg.adapt import AdaptersMap
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict
 
 from persistence import validation as check
 from persistence.backends import postgres_sql as pg_sql
 from persistence.backends import prefix_end
-from persistence.backends.postgres_sql import MIGRATIONS
-from persistence.errors import (
-    BackendUnavailableError,
-    OutcomeUnknownError,
-    PersistenceError,
-    VersionConflictError,
+from persistence.backends.postgres_connections import (
+    ADAPTERS,
+    READ_COMMITTED,
+    Conn,
+    Connections,
+    check_dsn,
+    pipeline,
+    seq_scans_allowed,
+    setup_lock_key,
+    translate,
+    whole_table,
 )
+from persistence.backends.postgres_sql import MIGRATIONS
+from persistence.errors import BackendUnavailableError, VersionConflictError
 from persistence.store import (
     CheckpointRow,
     ReadResult,
@@ -72,48 +71,6 @@ from persistence.store import (
     WriteRequest,
 )
 from persistence.types import CompressionType, StateSummary, from_timestamp, to_micros
-
-T = TypeVar("T")
-
-# A forked child must not use its parent's pool: one server session would carry two
-# conversations, each process reading the other's replies, and the pool's threads do not exist
-# in the child. Each store opens a new pool on its first call in a child (``_getconn``) and
-# keeps the parent's here for good, never closed: closing a connection sends the server a
-# Terminate message, which would end the parent's session (psycopg itself frees a forked copy
-# without one).
-_INHERITED: list[ConnectionPool[Any]] = []
-_repool_lock = threading.Lock()
-
-
-def _after_fork() -> None:
-    global _repool_lock
-    _repool_lock = threading.Lock()  # a parent's thread may have held it at the fork
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
-class Conn(psycopg.Connection[Any]):
-    """A pooled connection that keeps one cursor for the calls a store makes most: a save of one
-    state and a read. ``Connection.execute`` builds a new cursor on every call (its adapters
-    and loaders with it), some 20 µs, as much as a tenth of a whole save on a local server.
-    Only one thread uses a pooled connection at a time, and each of those calls reads its
-    result before the cursor is used again, so one cursor serves them all."""
-
-    _hot: psycopg.Cursor[Any] | None = None
-
-    def hot(self) -> psycopg.Cursor[Any]:
-        if self._hot is None:
-            self._hot = self.cursor()
-        return self._hot
-
-
-# Every Python int goes out as a bigint: psycopg would otherwise pick int2/int4/int8 by value,
-# and each combination of parameter types is a prepared statement (and a Parse) of its own.
-_ADAPTERS = AdaptersMap(psycopg.adapters)
-_ADAPTERS.register_dumper(int, Int8Dumper)
-_ADAPTERS.register_dumper(int, Int8BinaryDumper)
-
 
 # How many states of the listing a tag-filtered page walks before it asks the GIN index instead
 # (see TAG_PAGE): a tag on more than 51 / _TAG_WALK of the states fills a page within the walk.
@@ -157,7 +114,7 @@ class PostgresStatePersistence(StatePersistence):
         super().__init__(**options)
         if not isinstance(schema, str) or not 1 <= len(schema.encode()) <= 63:
             raise ValueError(f"schema must be a name of 1 to 63 bytes (got {schema!r})")
-        _check_dsn(dsn)
+        check_dsn(dsn)
         max_size = check.int_between(max_size, "max_size", 1, 10_000)
         min_size = check.int_between(min_size, "min_size", 0, max_size)
         pool_timeout = check.seconds(pool_timeout, "pool_timeout")
@@ -175,47 +132,29 @@ class PostgresStatePersistence(StatePersistence):
             "autocommit": True,  # a pipeline's Sync ends its one implicit transaction
             "connect_timeout": connect_timeout,
             "application_name": self.application_name,
-            "context": _ADAPTERS,
+            "context": ADAPTERS,
         }
         try:
             # A direct connection fails fast when the server is down; the pool would retry.
             with Conn.connect(dsn, **connect_args) as conn:
                 self._migrate(conn)
         except psycopg.Error as exc:
-            raise _translate(exc) from exc
-        self._pool_timeout = pool_timeout
-        self._ping_conninfo = make_conninfo(dsn, connect_timeout=connect_timeout).encode()
-        self._pinged_at, self._answers = -math.inf, True
-        self._pool_options: dict[str, Any] = {
-            "kwargs": connect_args,
-            "min_size": min_size,
-            "max_size": max_size,
-            "timeout": pool_timeout,
-            "name": self.application_name,
-        }
-        self._pid = os.getpid()
-        self._ping_lock = threading.Lock()
-        self._pool = self._new_pool()
-        try:
-            self._pool.open(wait=True, timeout=max(connect_timeout, 1) * 2)
-        except psycopg.Error as exc:
-            self._pool.close()
-            raise _translate(exc) from exc
-
-    def _new_pool(self) -> ConnectionPool[Conn]:
-        return ConnectionPool(
-            self.dsn,
-            **self._pool_options,
-            connection_class=Conn,
-            configure=_configure_session,
-            open=False,
+            raise translate(exc) from exc
+        self._conns = Connections(
+            dsn,
+            connect_args,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=pool_timeout,
+            connect_timeout=connect_timeout,
+            closed_error=self._closed_error,
         )
 
     def _migrate(self, conn: Conn) -> None:
         # The advisory lock makes concurrent starters take turns; the second sees the work done,
         # but only under READ COMMITTED: under REPEATABLE READ its snapshot would date from
         # before it waited for the lock, and it would create the tables again.
-        conn.execute(_READ_COMMITTED)
+        conn.execute(READ_COMMITTED)
         key = setup_lock_key(self.schema)
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [key])
@@ -231,89 +170,12 @@ class PostgresStatePersistence(StatePersistence):
             if not conn.execute(pg_sql.FUNCTION_EXISTS, [self.schema, self._q.save_name]).rowcount:
                 conn.execute(self._q.save_function)
 
-    # -- connections and errors
-
-    @contextmanager
-    def _connection(self) -> Iterator[Conn]:
-        try:
-            conn = self._getconn()
-            # A connection the server closed while it sat in the pool (a restart,
-            # pg_terminate_backend) has something to read: replace it before sending anything.
-            while _closed_by_server(conn):
-                conn.close()
-                self._pool.putconn(conn)
-                conn = self._getconn()
-        except psycopg.Error as exc:
-            raise _translate(exc) from exc
-        try:
-            yield conn
-        finally:
-            self._pool.putconn(conn)
-
-    def _getconn(self) -> Conn:
-        """A pooled connection, waiting up to pool_timeout for one, but not for a server
-        that is down: the pool would keep retrying in the background and each call would
-        wait the whole timeout. After a second without a connection, a ping (as pg_isready's:
-        no login) tells a busy pool (wait on) from a server that does not answer (fail now)."""
-        if self._pid != os.getpid():
-            self._repool_after_fork()
-        if self._pool.closed:
-            raise self._closed_error()
-        try:
-            return self._pool.getconn(timeout=min(1.0, self._pool_timeout))
-        except PoolTimeout:
-            if self._pool_timeout <= 1.0:
-                raise
-        if not self._server_answers():
-            raise psycopg.OperationalError("the server does not answer (pinged as pg_isready)")
-        return self._pool.getconn(timeout=self._pool_timeout - 1.0)
-
-    def _repool_after_fork(self, *, reopen: bool = True) -> None:
-        """In a forked child: set the parent's pool aside (``_INHERITED``) for a new one, open
-        if ``reopen`` and the store was not closed. The new pool is opened before it is put in
-        place, and the pid recorded last: a thread that sees this process's pid sees its pool."""
-        with _repool_lock:
-            if self._pid == os.getpid():  # not a child, or another thread got there first
-                return
-            pool = self._new_pool()
-            if reopen and not self._pool.closed:
-                pool.open(wait=False)  # its first getconn waits for a connection
-            _INHERITED.append(self._pool)
-            self._pool = pool
-            self._ping_lock = threading.Lock()  # a parent's thread may have held it at the fork
-            self._pid = os.getpid()
-
-    def _server_answers(self) -> bool:
-        """Whether the server accepts connections; one ping at a time, and its answer serves
-        every call that asks within a second (many calls may be waiting for a busy pool)."""
-        with self._ping_lock:
-            if time.monotonic() - self._pinged_at > 1.0:
-                ping = pq.PGconn.ping(self._ping_conninfo)
-                # A server that is full, or refuses this role, still answers OK: it is up.
-                self._answers = ping == pq.Ping.OK
-                self._pinged_at = time.monotonic()
-            return self._answers
-
-    def _run(self, work: Callable[[Conn], T], *, writes: bool = False) -> T:
-        """Run ``work`` on a pooled connection, translating driver errors. A read that loses
-        its connection is retried once; a write that does cannot know its outcome."""
-        for attempt in range(2):
-            with self._connection() as conn:
-                try:
-                    return work(conn)
-                except psycopg.Error as exc:
-                    lost = conn.broken
-                    if lost and not writes and attempt == 0:
-                        continue
-                    raise _translate(exc, outcome_unknown=lost and writes) from exc
-        raise AssertionError("unreachable")
-
     # -- writes
 
     def _write(self, requests: Sequence[WriteRequest], now: float) -> list[VersionRow]:
         for attempt in range(3):
             try:
-                return self._run(lambda conn: self._save(conn, requests, now), writes=True)
+                return self._conns.run(lambda conn: self._save(conn, requests, now), writes=True)
             except _Retry:
                 if attempt == 2:
                     raise BackendUnavailableError(
@@ -327,7 +189,7 @@ class PostgresStatePersistence(StatePersistence):
             if len(calls) == 1:  # one statement is a transaction of its own: no pipeline
                 cursors = [conn.hot().execute(*calls[0], prepare=True)]
             else:
-                cursors = _pipeline(conn, calls)
+                cursors = pipeline(conn, calls)
         except errors.NotNullViolation as exc:
             if exc.diag.column_name != "version":
                 raise
@@ -384,13 +246,13 @@ class PostgresStatePersistence(StatePersistence):
                 conn.execute(q.set_latest, {**figures, "updated_at": to_micros(latest[1])})
                 return True
 
-        return self._run(work, writes=True)
+        return self._conns.run(work, writes=True)
 
     def _delete_state(self, state_id: str, now: float) -> bool:
         def work(conn: Conn) -> bool:
             # The states row first, as every writer locks it first: no deadlock between them.
             key = {"sid": state_id}
-            found, _, _ = _pipeline(
+            found, _, _ = pipeline(
                 conn,
                 [
                     (self._q.delete_state_row, key),
@@ -401,14 +263,14 @@ class PostgresStatePersistence(StatePersistence):
             row = found.fetchone()  # an expired state is removed too, but did not exist
             return row is not None and (row[0] is None or row[0] > now)
 
-        return self._run(work, writes=True)
+        return self._conns.run(work, writes=True)
 
     # -- reads
 
     def _read(self, state_id: str, version: int | None, now: float) -> ReadResult:
         params = {"sid": state_id, "version": version, "now": now}
         # Binary results: the payload arrives as it is stored instead of as hex text.
-        rec = self._run(
+        rec = self._conns.run(
             lambda c: c.hot().execute(self._q.read, params, prepare=True, binary=True).fetchone()
         )
         if rec is None:
@@ -417,17 +279,19 @@ class PostgresStatePersistence(StatePersistence):
 
     def _read_many(self, state_ids: Sequence[str], now: float) -> dict[str, VersionRow]:
         params = {"ids": list(state_ids), "now": now}
-        recs = self._run(lambda c: c.execute(self._q.read_many, params, binary=True).fetchall())
+        recs = self._conns.run(
+            lambda c: c.execute(self._q.read_many, params, binary=True).fetchall()
+        )
         return {rec[0]: _version_row(rec) for rec in recs}
 
     def _versions(self, state_id: str, now: float) -> list[VersionRow]:
         params = {"sid": state_id, "now": now}
-        recs = self._run(lambda c: c.execute(self._q.versions, params).fetchall())
+        recs = self._conns.run(lambda c: c.execute(self._q.versions, params).fetchall())
         return [_version_row(rec) for rec in recs]
 
     def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float) -> list[str]:
         query, params = self._listing(pg_sql.LIST_IDS, prefix, (), "all", "id", after, limit, now)
-        recs = self._run(lambda c: c.execute(query, params).fetchall())
+        recs = self._conns.run(lambda c: c.execute(query, params).fetchall())
         return [rec[0] for rec in recs]
 
     def _page(
@@ -449,7 +313,7 @@ class PostgresStatePersistence(StatePersistence):
         # A tag or prefix filter is planned for its values, never by a generic prepared plan:
         # a rare tag wants its GIN bitmap and a sort, a common one a walk of the ordered index.
         prepare = False if tags or prefix is not None else None
-        recs = self._run(lambda c: c.execute(query, params, prepare=prepare).fetchall())
+        recs = self._conns.run(lambda c: c.execute(query, params, prepare=prepare).fetchall())
         return [_summary(rec) for rec in recs]
 
     def _listing(
@@ -497,11 +361,13 @@ class PostgresStatePersistence(StatePersistence):
         query = self._q.search_all if match == "all" else self._q.search_any
         params = {"tags": list(tags), "limit": limit, "now": now}
         # Not prepared: a plan made for these tags can use their statistics (GIN or not).
-        recs = self._run(lambda c: c.execute(query, params, prepare=False, binary=True).fetchall())
+        recs = self._conns.run(
+            lambda c: c.execute(query, params, prepare=False, binary=True).fetchall()
+        )
         return [_latest_row(rec) for rec in recs]
 
     def _tag_counts(self, limit: int, now: float) -> list[tuple[str, int]]:
-        recs = self._run(lambda c: _whole_table(c, self._q.tag_counts, {"limit": limit}))
+        recs = self._conns.run(lambda c: whole_table(c, self._q.tag_counts, {"limit": limit}))
         return [(tag, count) for tag, count in recs]
 
     # -- checkpoints
@@ -515,18 +381,20 @@ class PostgresStatePersistence(StatePersistence):
             row.checksum,
             row.metadata,
         )
-        self._run(lambda c: c.execute(self._q.put_checkpoint, values), writes=True)
+        self._conns.run(lambda c: c.execute(self._q.put_checkpoint, values), writes=True)
 
     def _get_checkpoint(self, checkpoint_id: str) -> CheckpointRow | None:
-        rec = self._run(lambda c: c.execute(self._q.get_checkpoint, [checkpoint_id]).fetchone())
+        rec = self._conns.run(
+            lambda c: c.execute(self._q.get_checkpoint, [checkpoint_id]).fetchone()
+        )
         return None if rec is None else CheckpointRow(*rec)
 
     def _list_checkpoints(self, state_id: str) -> list[CheckpointRow]:
-        recs = self._run(lambda c: c.execute(self._q.list_checkpoints, [state_id]).fetchall())
+        recs = self._conns.run(lambda c: c.execute(self._q.list_checkpoints, [state_id]).fetchall())
         return [CheckpointRow(*rec) for rec in recs]
 
     def _delete_checkpoint(self, checkpoint_id: str) -> bool:
-        cur = self._run(
+        cur = self._conns.run(
             lambda c: c.execute(self._q.delete_checkpoint, [checkpoint_id]), writes=True
         )
         return cur.rowcount > 0
@@ -535,7 +403,7 @@ class PostgresStatePersistence(StatePersistence):
 
     def _purge(self, limit: int, now: float) -> int:
         params = {"now": now, "limit": limit}
-        rec = self._run(lambda c: c.execute(self._q.purge, params).fetchone(), writes=True)
+        rec = self._conns.run(lambda c: c.execute(self._q.purge, params).fetchone(), writes=True)
         return int(rec[0]) if rec else 0
 
     def _prune(self, keep: int, limit: int, now: float) -> int:
@@ -543,7 +411,7 @@ class PostgresStatePersistence(StatePersistence):
             # Lock first, count second: the prune statement then sees every version committed
             # before the lock, so it never keeps fewer than ``keep``.
             with conn.transaction():
-                _seq_scans_allowed(conn)  # picking overfull states reads the whole table
+                seq_scans_allowed(conn)  # picking overfull states reads the whole table
                 params: dict[str, Any] = {"keep": keep, "limit": limit}
                 params["ids"] = [r[0] for r in conn.execute(self._q.pick_overfull, params)]
                 if not params["ids"]:
@@ -551,16 +419,16 @@ class PostgresStatePersistence(StatePersistence):
                 rec = conn.execute(self._q.prune, params).fetchone()
                 return int(rec[0]) if rec else 0
 
-        return self._run(work, writes=True)
+        return self._conns.run(work, writes=True)
 
     def _counts(self, now: float) -> dict[str, int]:
-        (rec,) = self._run(lambda c: _whole_table(c, self._q.counts, {"now": now}))
+        (rec,) = self._conns.run(lambda c: whole_table(c, self._q.counts, {"now": now}))
         names = ("states", "versions", "stored_bytes", "original_bytes", "checkpoints")
         return {name: int(value) for name, value in zip(names, rec, strict=True)}
 
     def _server_info(self) -> dict[str, Any]:
         params = {"schema": self.schema}
-        rec = self._run(lambda c: c.execute(self._q.server_info, params).fetchone())
+        rec = self._conns.run(lambda c: c.execute(self._q.server_info, params).fetchone())
         assert rec is not None
         return {
             "postgres_info": {
@@ -568,15 +436,14 @@ class PostgresStatePersistence(StatePersistence):
                 "database_size": rec[1],
                 "connections": rec[2],
                 "table_sizes": rec[3],
-                "pool": self._pool.get_stats(),
+                "pool": self._conns.pool.get_stats(),
             }
         }
 
     # -- lifecycle
 
     def close(self) -> None:
-        self._repool_after_fork(reopen=False)  # in a child: leave the parent's pool be
-        self._pool.close()
+        self._conns.close()
 
     def describe(self) -> str:
         try:
@@ -628,90 +495,6 @@ class _Queries:
         return sql.SQL(text).format(schema=self._schema, **parts).as_string(None)
 
 
-def _translate(exc: psycopg.Error, *, outcome_unknown: bool = False) -> PersistenceError:
-    """The one place psycopg errors become statehub errors."""
-    # The server's own message, without the CONTEXT lines that quote the whole statement
-    # (an error inside the save function would carry its several KB of SQL).
-    text = exc.diag.message_primary or str(exc)
-    if outcome_unknown:
-        return OutcomeUnknownError(
-            f"the connection to PostgreSQL was lost after the write was sent ({text}); "
-            "retry with the same write_id"
-        )
-    if isinstance(exc, psycopg.OperationalError):  # includes PoolTimeout and terminations
-        return BackendUnavailableError(f"PostgreSQL is unavailable: {text}")
-    return PersistenceError(f"PostgreSQL error: {text}")
-
-
-def _pipeline(
-    conn: Conn, statements: Sequence[tuple[str, dict[str, Any]]]
-) -> list[psycopg.Cursor[Any]]:
-    """Send the statements in one round trip; they commit together at the pipeline's Sync or,
-    when one fails, not at all. Raises the first statement error, not the "aborted" ones."""
-    cursors = []
-    failed: psycopg.Error | None = None
-    try:
-        with conn.pipeline():
-            try:
-                for query, params in statements:
-                    cursors.append(conn.execute(query, params, prepare=True))
-            except psycopg.Error as exc:  # an earlier statement's error, seen while sending
-                failed = exc
-    except psycopg.Error as exc:
-        failed = failed or exc
-    if failed is not None:
-        raise failed
-    return cursors
-
-
-_READ_COMMITTED = "SET default_transaction_isolation = 'read committed'"
-
-
-def setup_lock_key(schema: str) -> int:
-    """The advisory lock key under which stores set up (create or migrate) ``schema``."""
-    return int.from_bytes(
-        hashlib.sha256(f"statehub:{schema}".encode()).digest()[:8], "big", signed=True
-    )
-
-
-def _configure_session(conn: Conn) -> None:
-    """Set a new pooled session to READ COMMITTED, with sequential scans off.
-
-    The save function needs each of its statements to take a fresh snapshot, which READ
-    COMMITTED gives; a server or role whose default isolation is REPEATABLE READ or SERIALIZABLE
-    would make concurrent saves of one state fail instead of wait.
-
-    Every statement of the hot path finds its rows by an index. A prepared statement's
-    generic plan is made once per session, from the table's size at that moment: made on a
-    new, nearly empty table it would scan it, and keep scanning as it grows to millions of
-    rows (until an ANALYZE, which a server without autovacuum never runs). Disabling
-    sequential scans keeps those plans on the indexes; reads of whole tables
-    (_whole_table, pruning) turn them back on for their own transaction. A SET rather than
-    a startup option, so the DSN's and PGOPTIONS' own options stand and PgBouncer, which
-    refuses unknown startup parameters, accepts the connection. (In PgBouncer's transaction
-    pooling a session's SETs do not stick: use session pooling or connect directly.)"""
-    conn.execute(_READ_COMMITTED + "; SET enable_seqscan = off")
-
-
-def _seq_scans_allowed(conn: Conn) -> None:
-    conn.execute("SET LOCAL enable_seqscan = on")
-
-
-def _whole_table(conn: Conn, query: str, params: dict[str, Any]) -> list[Any]:
-    """Run a read of a whole table (counts, tag counts) with sequential scans allowed."""
-    with conn.transaction():
-        _seq_scans_allowed(conn)
-        return conn.execute(query, params).fetchall()
-
-
-def _closed_by_server(conn: Conn) -> bool:
-    if conn.closed:
-        return True
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
-
-
 def _save_params(request: WriteRequest, now: float) -> dict[str, Any]:
     row = request.row
     return {
@@ -758,28 +541,6 @@ def _saved_row(request: WriteRequest, rec: tuple[Any, ...]) -> VersionRow:
         rec[9],
         row.write_id,
     )
-
-
-_SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
-
-
-def _check_dsn(dsn: Any) -> None:
-    """Refuse a DSN that cannot work as a ValueError naming the mistake, before connecting: as
-    a connection error (a ConnectionError) a typo would look like a server that is down, and
-    code that falls back to another store on ConnectionError would take it for one."""
-    if not isinstance(dsn, str):
-        raise TypeError(f"dsn must be a str, not {type(dsn).__name__}")
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise ValueError(f"invalid PostgreSQL DSN: {str(exc).strip()}") from exc
-    for port in str(params.get("port") or "").split(","):  # libpq takes one port per host
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"invalid PostgreSQL DSN: port {port!r} is not a port number")
-    sslmode = params.get("sslmode")
-    if sslmode is not None and sslmode not in _SSLMODES:
-        valid = ", ".join(sorted(_SSLMODES))
-        raise ValueError(f"invalid PostgreSQL DSN: sslmode {sslmode!r} is not one of {valid}")
 
 
 def _version_row(rec: tuple[Any, ...]) -> VersionRow:

@@ -3,28 +3,24 @@
 Safe with several threads and several processes on one file: writers queue on SQLite's lock
 (``busy_timeout``) and a write that still finds the file locked is retried here, so "database
 is locked" never reaches a caller. The schema is created and migrated by the store itself,
-its version recorded in ``PRAGMA user_version``.
+its version recorded in ``PRAGMA user_version``. The connections, their transactions and the
+translation of sqlite3's errors are in ``sqlite_connections``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sqlite3
-import threading
-import time
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from persistence.backends import prefix_end
+from persistence.backends.sqlite_connections import Connections
 from persistence.errors import (
     BackendUnavailableError,
-    PersistenceError,
-    StateIntegrityError,
     VersionConflictError,
 )
 from persistence.store import (
@@ -137,8 +133,6 @@ SQL_RECOUNT = """
         pruned_below = MAX(pruned_below, (SELECT MIN(version) FROM versions WHERE state_id = :sid))
     WHERE state_id = :sid"""
 
-_LOCKED_RETRY_SECONDS = 120.0
-
 
 class SQLiteStatePersistence(StatePersistence):
     """States in one SQLite file (``path``; ``":memory:"`` is refused: use the memory backend)."""
@@ -169,10 +163,12 @@ class SQLiteStatePersistence(StatePersistence):
         self.path = os.fspath(path)
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous.upper()
-        self._local = threading.local()
-        self._all: list[tuple[sqlite3.Connection, threading.RLock, int]] = []
-        self._all_lock = threading.Lock()
-        self._closed = False
+        self._conns = Connections(
+            self.path,
+            busy_timeout=busy_timeout,
+            synchronous=self.synchronous,
+            closed_error=self._closed_error,
+        )
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -182,73 +178,8 @@ class SQLiteStatePersistence(StatePersistence):
             ) from exc
         self._migrate()
 
-    # -- connections
-
-    def _acquire(self) -> sqlite3.Connection:
-        """This thread's connection, held until ``_release``: ``close`` waits for it, because
-        closing a connection while another thread runs a statement on it crashes the process."""
-        conn, busy = self._local_conn()
-        busy.acquire()
-        if self._closed:
-            busy.release()
-            raise self._closed_error()
-        return conn
-
-    def _release(self) -> None:
-        self._local.held.busy.release()
-
-    def _local_conn(self) -> tuple[sqlite3.Connection, threading.RLock]:
-        if self._closed:
-            raise self._closed_error()
-        held: _Held | None = getattr(self._local, "held", None)
-        # A connection must not cross a fork: the child opens its own.
-        if held is None or held.pid != os.getpid():
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=self.busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-                conn.execute("PRAGMA foreign_keys = OFF")
-                conn.execute("PRAGMA wal_autocheckpoint = 8000")
-                conn.execute("PRAGMA cache_size = -65536")
-                conn.execute("PRAGMA mmap_size = 268435456")
-            except sqlite3.Error as exc:
-                error = _translate(exc, self.path)
-                if not isinstance(error, StateIntegrityError):  # a damaged first page is that
-                    error = BackendUnavailableError(f"cannot open SQLite file {self.path}: {exc}")
-                raise error from exc
-            busy = threading.RLock()  # re-entrant: a query may run inside a transaction
-            entry = (conn, busy, os.getpid())
-            with self._all_lock:
-                if self._closed:  # closed while this one opened: close() cannot see it
-                    conn.close()
-                    raise self._closed_error()
-                self._all.append(entry)
-            held = self._local.held = _Held(*entry)
-            # The thread's locals go when it ends, and this with them: a server that starts a
-            # thread per request (runserver) would otherwise keep one open file per request.
-            weakref.finalize(held, _drop_connection, self._all, self._all_lock, entry)
-        return held.conn, held.busy
-
-    def _transaction(self) -> _Transaction:
-        """BEGIN IMMEDIATE ... COMMIT, retried while another process holds the write lock."""
-        return _Transaction(self)
-
-    def _query(self, sql: str, params: Any = ()) -> list[Any]:
-        conn = self._acquire()
-        try:
-            return conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
-        finally:
-            self._release()
-
     def _migrate(self) -> None:
-        with self._transaction() as conn:
+        with self._conns.transaction() as conn:
             conn.create_function("statehub_micros", 1, to_micros, deterministic=True)
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
@@ -258,14 +189,7 @@ class SQLiteStatePersistence(StatePersistence):
                 conn.execute(f"PRAGMA user_version = {number}")
 
     def close(self) -> None:
-        self._closed = True
-        with self._all_lock:
-            opened, self._all = self._all, []
-        for conn, busy, pid in opened:
-            if pid != os.getpid():
-                continue  # the parent's, copied by a fork: its lock may be held for ever here
-            with busy, contextlib.suppress(sqlite3.ProgrammingError):  # already closed: fine
-                conn.close()
+        self._conns.close()
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
@@ -273,7 +197,7 @@ class SQLiteStatePersistence(StatePersistence):
     # -- writes
 
     def _write(self, requests: Sequence[WriteRequest], now: float) -> list[VersionRow]:
-        with self._transaction() as conn:
+        with self._conns.transaction() as conn:
             return [self._write_one(conn, request, now) for request in requests]
 
     def _write_one(self, conn: sqlite3.Connection, request: WriteRequest, now: float) -> VersionRow:
@@ -365,7 +289,7 @@ class SQLiteStatePersistence(StatePersistence):
     # -- reads
 
     def _read(self, state_id: str, version: int | None, now: float) -> ReadResult:
-        rows = self._query(SQL_READ, {"sid": state_id, "version": version, "now": now})
+        rows = self._conns.query(SQL_READ, {"sid": state_id, "version": version, "now": now})
         if not rows:
             return ReadResult(None)
         found = rows[0]
@@ -378,7 +302,7 @@ class SQLiteStatePersistence(StatePersistence):
         for start in range(0, len(unique), 500):  # stay under SQLite's bound-variable limit
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for values in self._query(
+            for values in self._conns.query(
                 f"SELECT {_COLS} FROM states s JOIN versions v ON v.state_id = s.state_id "
                 f"AND v.version = s.latest_version WHERE s.state_id IN ({marks}) "
                 "AND (s.expires_at IS NULL OR s.expires_at > ?)",
@@ -389,7 +313,7 @@ class SQLiteStatePersistence(StatePersistence):
         return found
 
     def _versions(self, state_id: str, now: float) -> list[VersionRow]:
-        return [_version_row(v) for v in self._query(SQL_VERSIONS, (state_id, now))]
+        return [_version_row(v) for v in self._conns.query(SQL_VERSIONS, (state_id, now))]
 
     def _list_ids(self, prefix: str | None, after: str | None, limit: int, now: float) -> list[str]:
         where, params = _prefix_clause(prefix)
@@ -400,7 +324,7 @@ class SQLiteStatePersistence(StatePersistence):
             f"SELECT s.state_id FROM states s WHERE {_LIVE} {_and(where)} "
             "ORDER BY s.state_id LIMIT :limit"
         )
-        return [r[0] for r in self._query(sql, {**params, "now": now, "limit": limit})]
+        return [r[0] for r in self._conns.query(sql, {**params, "now": now, "limit": limit})]
 
     def _page(
         self,
@@ -433,7 +357,7 @@ class SQLiteStatePersistence(StatePersistence):
             f"WHERE {_LIVE} {_and(where)} "
             f"ORDER BY {key} {direction}, s.state_id {direction} LIMIT :limit"
         )
-        rows = self._query(sql, {**params, "now": now, "limit": limit})
+        rows = self._conns.query(sql, {**params, "now": now, "limit": limit})
         return [summarize(_version_row(r[1:]), r[0]) for r in rows]
 
     def _search(
@@ -472,15 +396,15 @@ class SQLiteStatePersistence(StatePersistence):
             "JOIN versions v ON v.state_id = s.state_id AND v.version = s.latest_version "
             "ORDER BY s.state_id LIMIT :limit"
         )
-        return [_version_row(r) for r in self._query(sql, params)]
+        return [_version_row(r) for r in self._conns.query(sql, params)]
 
     def _tag_size(self, tag: str) -> int:
         """How many states carry ``tag``, counted up to a cap: enough to pick the rarest."""
         sql = "SELECT count(*) FROM (SELECT 1 FROM state_tags WHERE tag = ? LIMIT 20000)"
-        return int(self._query(sql, (tag,))[0][0])
+        return int(self._conns.query(sql, (tag,))[0][0])
 
     def _tag_counts(self, limit: int, now: float) -> list[tuple[str, int]]:
-        rows = self._query(
+        rows = self._conns.query(
             "SELECT tag, COUNT(*) AS n FROM state_tags GROUP BY tag ORDER BY n DESC, tag LIMIT ?",
             (limit,),
         )
@@ -489,7 +413,7 @@ class SQLiteStatePersistence(StatePersistence):
     # -- deletes
 
     def _delete_version(self, state_id: str, version: int, now: float) -> bool:
-        with self._transaction() as conn:
+        with self._conns.transaction() as conn:
             live = conn.execute(SQL_LIVE, (state_id, now)).fetchone()
             if live is None:
                 return False
@@ -515,7 +439,7 @@ class SQLiteStatePersistence(StatePersistence):
             return True
 
     def _delete_state(self, state_id: str, now: float) -> bool:
-        with self._transaction() as conn:
+        with self._conns.transaction() as conn:
             live = conn.execute(SQL_LIVE, (state_id, now)).fetchone()
             conn.execute("DELETE FROM checkpoints WHERE state_id = ?", (state_id,))
             self._remove_state(conn, state_id)
@@ -524,7 +448,7 @@ class SQLiteStatePersistence(StatePersistence):
     # -- checkpoints
 
     def _put_checkpoint(self, row: CheckpointRow) -> None:
-        with self._transaction() as conn:
+        with self._conns.transaction() as conn:
             conn.execute(
                 "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -538,20 +462,20 @@ class SQLiteStatePersistence(StatePersistence):
             )
 
     def _get_checkpoint(self, checkpoint_id: str) -> CheckpointRow | None:
-        rows = self._query(
+        rows = self._conns.query(
             f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,)
         )
         return CheckpointRow(*rows[0]) if rows else None
 
     def _list_checkpoints(self, state_id: str) -> list[CheckpointRow]:
-        rows = self._query(
+        rows = self._conns.query(
             f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE state_id = ? ORDER BY created_at",
             (state_id,),
         )
         return [CheckpointRow(*r) for r in rows]
 
     def _delete_checkpoint(self, checkpoint_id: str) -> bool:
-        with self._transaction() as conn:
+        with self._conns.transaction() as conn:
             return (
                 conn.execute(
                     "DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,)
@@ -562,7 +486,7 @@ class SQLiteStatePersistence(StatePersistence):
     # -- maintenance
 
     def _purge(self, limit: int, now: float) -> int:
-        with self._transaction() as conn:
+        with self._conns.transaction() as conn:
             ids = [
                 r[0]
                 for r in conn.execute(
@@ -574,7 +498,7 @@ class SQLiteStatePersistence(StatePersistence):
             return len(ids)
 
     def _prune(self, keep: int, limit: int, now: float) -> int:
-        with self._transaction() as conn:
+        with self._conns.transaction() as conn:
             ids = [
                 r[0]
                 for r in conn.execute(
@@ -584,13 +508,13 @@ class SQLiteStatePersistence(StatePersistence):
             return sum(self._prune_state(conn, sid, keep) for sid in ids)
 
     def _counts(self, now: float) -> dict[str, int]:
-        states, versions, stored, original = self._query(
+        states, versions, stored, original = self._conns.query(
             "SELECT COUNT(DISTINCT s.state_id), COUNT(*), COALESCE(SUM(v.size_bytes), 0), "
             "COALESCE(SUM(v.original_size), 0) FROM states s JOIN versions v "
             "ON v.state_id = s.state_id WHERE s.expires_at IS NULL OR s.expires_at > ?",
             (now,),
         )[0]
-        checkpoints = self._query("SELECT COUNT(*) FROM checkpoints")[0][0]
+        checkpoints = self._conns.query("SELECT COUNT(*) FROM checkpoints")[0][0]
         return {
             "states": states,
             "versions": versions,
@@ -601,7 +525,7 @@ class SQLiteStatePersistence(StatePersistence):
 
     def _server_info(self) -> dict[str, Any]:
         def pragma(name: str) -> Any:
-            return self._query(f"PRAGMA {name}")[0][0]
+            return self._conns.query(f"PRAGMA {name}")[0][0]
 
         wal = f"{self.path}-wal"
         return {
@@ -670,113 +594,3 @@ def _prefix_clause(prefix: str | None) -> tuple[list[str], dict[str, Any]]:
 
 def _and(clauses: list[str]) -> str:
     return "".join(f" AND {c}" for c in clauses)
-
-
-# SQLite's primary result codes for a file whose pages are not a valid database.
-_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
-
-
-def _translate(exc: sqlite3.Error, path: str) -> PersistenceError:
-    """The one place sqlite3 errors become statehub errors."""
-    # Extended codes keep the primary in the low byte; errors the sqlite3 module raises itself
-    # (a closed connection, a bad binding) carry none.
-    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DAMAGED:
-        return StateIntegrityError(f"SQLite file {path} is damaged: {exc}")
-    if isinstance(exc, sqlite3.OperationalError):  # locked past the timeout, a full disk, I/O
-        return BackendUnavailableError(f"SQLite {path}: {exc}")
-    return PersistenceError(f"SQLite {path}: {exc}")
-
-
-def _is_locked(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-class _Held:
-    """One thread's connection, with the lock ``close`` waits on and the process it belongs to."""
-
-    __slots__ = ("__weakref__", "busy", "conn", "pid")
-
-    def __init__(self, conn: sqlite3.Connection, busy: threading.RLock, pid: int) -> None:
-        self.conn, self.busy, self.pid = conn, busy, pid
-
-
-def _drop_connection(
-    opened: list[tuple[sqlite3.Connection, threading.RLock, int]],
-    lock: threading.Lock,
-    entry: tuple[sqlite3.Connection, threading.RLock, int],
-) -> None:
-    """Close the connection of a thread that ended, unless close() has taken it already."""
-    with lock:
-        if entry not in opened:
-            return
-        opened.remove(entry)
-    conn, busy, pid = entry
-    if pid == os.getpid() and busy.acquire(blocking=False):  # a thread that died mid-call: leave it
-        try:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        finally:
-            busy.release()
-
-
-class _Transaction:
-    """``with store._transaction() as conn``: BEGIN IMMEDIATE, then COMMIT or ROLLBACK.
-
-    A class rather than @contextmanager because it wraps every save: the generator machinery
-    cost more than the rest of the Python around the statements."""
-
-    __slots__ = ("_conn", "_store")
-
-    def __init__(self, store: SQLiteStatePersistence) -> None:
-        self._store = store
-
-    def __enter__(self) -> sqlite3.Connection:
-        conn = self._conn = self._store._acquire()
-        try:  # around the whole loop: an interrupt may come in the sleep, inside the except
-            deadline = time.monotonic() + _LOCKED_RETRY_SECONDS
-            delay = 0.005
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return conn
-                except sqlite3.Error as exc:
-                    locked = isinstance(exc, sqlite3.OperationalError) and _is_locked(exc)
-                    if not locked or time.monotonic() > deadline:
-                        raise _translate(exc, self._store.path) from exc
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.2)
-        except BaseException:
-            # An interrupt raised as BEGIN returns (SQLite waited for the lock in C) leaves a
-            # transaction open: end it, or this connection would hold the write lock for good.
-            _rollback(conn)
-            self._store._release()
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, error: BaseException | None, _: object
-    ) -> None:
-        try:
-            if exc_type is None:
-                try:
-                    self._conn.execute("COMMIT")
-                    return
-                except sqlite3.Error as exc:
-                    _rollback(self._conn)
-                    raise _translate(exc, self._store.path) from exc
-                except BaseException:
-                    _rollback(self._conn)
-                    raise
-            _rollback(self._conn)
-            if isinstance(error, sqlite3.Error):  # a full disk, an I/O error, a damaged file
-                raise _translate(error, self._store.path) from error
-        finally:
-            self._store._release()
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    """ROLLBACK if a transaction is open; never in the way of the error that led here (SQLite
-    may have rolled back by itself already: a full disk, an I/O error)."""
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")

@@ -35,8 +35,8 @@ from persistence.backends.postgres import (
     MIGRATIONS,
     PostgresStatePersistence,
     _save_params,
-    setup_lock_key,
 )
+from persistence.backends.postgres_connections import setup_lock_key
 from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, missing, open_store, run_threads
 from tests.reliability._support import free_port
 
@@ -87,14 +87,14 @@ def round_trips(store: PostgresStatePersistence, action: Callable[[], object], t
 
     path = tmp / f"trace-{uuid.uuid4().hex}"
     with path.open("w") as sink:
-        conn = store._pool.getconn()
+        conn = store._conns.pool.getconn()
         conn.pgconn.trace(sink.fileno())
         conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
-        store._pool.putconn(conn)
+        store._conns.pool.putconn(conn)
         action()
-        conn = store._pool.getconn()
+        conn = store._conns.pool.getconn()
         conn.pgconn.untrace()
-        store._pool.putconn(conn)
+        store._conns.pool.putconn(conn)
     messages = [line.split("\t") for line in path.read_text().splitlines()]
     return sum(1 for m in messages if m[0] == "F" and len(m) > 2 and m[2] in ("Sync", "Query"))
 
@@ -274,7 +274,7 @@ def test_a_fractional_connect_timeout_works_as_the_next_whole_second(make_store:
     """libpq reads whole seconds: 2.5 given as it is broke the ping that tells a server that
     is down from a pool that is busy."""
     store = make_store(connect_timeout=2.5)
-    assert store._server_answers()
+    assert store._conns.server_answers()
     store.save_with_metadata({"a": 1}, "s")
     assert store.load_with_metadata("s")[0] == {"a": 1}
 
@@ -389,8 +389,8 @@ def test_sessions_run_read_committed_whatever_the_servers_default(make_store: Fa
         max_size=4,
     )
     try:
-        with strict._connection() as conn:
-            assert conn.execute("SHOW transaction_isolation").fetchone() == ("read committed",)
+        shown = strict._conns.run(lambda c: c.execute("SHOW transaction_isolation").fetchone())
+        assert shown == ("read committed",)
 
         def writer(worker: int) -> None:
             for n in range(15):
@@ -1063,11 +1063,11 @@ def test_search_and_tag_pages_read_only_states_and_are_planned_per_tag(
         store.page_states(prefix="s0", order="-updated", limit=10)
     page = store.page_states(tags=["rare"], order="-updated", limit=10)
     assert [s.state_id for s in page.items] == ["s00007"]
-    conn = store._pool.getconn()
+    conn = store._conns.pool.getconn()
     try:
         prepared = [s for (s,) in conn.execute("SELECT statement FROM pg_prepared_statements")]
     finally:
-        store._pool.putconn(conn)
+        store._conns.pool.putconn(conn)
     assert not [s for s in prepared if "tags @>" in s or "LIKE" in s]
 
 

@@ -223,7 +223,7 @@ store = connect("sqlite:///" + sys.argv[1])
 inside, release = threading.Event(), threading.Event()
 
 def busy_thread():
-    with store._transaction():
+    with store._conns.transaction():
         inside.set()
         release.wait()
 
@@ -265,7 +265,7 @@ def test_a_thread_that_ends_closes_its_connection(tmp_path: Path) -> None:
         thread.start()
         thread.join()
     gc.collect()
-    assert len(store._all) <= 1  # type: ignore[attr-defined]  # the main thread's, if any
+    assert len(store._conns._all) <= 1  # type: ignore[attr-defined]  # the main thread's, if any
     assert store.load_with_metadata("s") is not None
     store.close()
 
@@ -276,7 +276,7 @@ def test_a_full_disk_is_reported_as_unavailable_and_writes_nothing(tmp_path: Pat
     raw = sqlite3.connect(tmp_path / "full.db")
     pages = raw.execute("PRAGMA page_count").fetchone()[0]
     raw.close()
-    store._query(f"PRAGMA max_page_count = {pages}")  # type: ignore[attr-defined]
+    store._conns.query(f"PRAGMA max_page_count = {pages}")  # type: ignore[attr-defined]
     with pytest.raises(BackendUnavailableError, match="full"):
         store.save_with_metadata({"big": os.urandom(200_000).hex()}, "s")
     loaded = store.load_with_metadata("s")
@@ -322,7 +322,7 @@ def test_a_damaged_first_page_is_reported_as_damage_not_as_a_store_that_is_down(
 
 def test_errors_the_sqlite3_module_raises_itself_are_translated_too() -> None:
     """They carry no SQLite result code (a closed connection, a bad binding)."""
-    from persistence.backends.sqlite import _translate
+    from persistence.backends.sqlite_connections import translate
 
-    error = _translate(sqlite3.ProgrammingError("Cannot operate on a closed database."), "x.db")
+    error = translate(sqlite3.ProgrammingError("Cannot operate on a closed database."), "x.db")
     assert type(error) is PersistenceError and "closed database" in str(error)
