@@ -35,6 +35,7 @@ written, and we report the ``VersionConflictError``. psycopg errors are translat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import uuid
@@ -57,7 +58,6 @@ from persistence.backends.postgres_connections import (
     check_dsn,
     pipeline,
     seq_scans_allowed,
-    setup_lock_key,
     translate,
     whole_table,
 )
@@ -147,7 +147,8 @@ class PostgresStatePersistence(StatePersistence):
             max_size=max_size,
             timeout=pool_timeout,
             connect_timeout=connect_timeout,
-            closed_error=self._closed_error,
+            # A factory that holds no reference to the store: a store dropped unclosed goes at once.
+            closed_error=functools.partial(BackendUnavailableError, str(self._closed_error())),
         )
 
     def _migrate(self, conn: Conn) -> None:
@@ -456,6 +457,13 @@ class PostgresStatePersistence(StatePersistence):
             f"postgresql://{user}{info.get('host', '')}{port}/{info.get('dbname', '')}"
             f"?schema={self.schema}"
         )
+
+
+def setup_lock_key(schema: str) -> int:
+    """The advisory lock key under which stores set up (create or migrate) ``schema``."""
+    return int.from_bytes(
+        hashlib.sha256(f"statehub:{schema}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 class _Queries:

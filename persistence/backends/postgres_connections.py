@@ -1,10 +1,12 @@
-"""The PostgreSQL store's connections: one psycopg pool shared by threads, renewed in a forked
-child, a ping that tells a busy pool from a server that is down, and the one place psycopg
-errors become statehub errors (``translate``)."""
+"""The PostgreSQL store's connections: a psycopg pool, and the translation of its errors.
+
+The pool is shared by threads and renewed in a forked child; a ping tells a busy pool from a
+server that is down; ``translate`` is the one place psycopg errors become statehub errors, and
+the helpers below run statements the way the store needs (a pipeline, a whole-table read).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import select
@@ -27,7 +29,7 @@ T = TypeVar("T")
 
 # A forked child must not use its parent's pool: one server session would carry two
 # conversations, each process reading the other's replies, and the pool's threads do not exist
-# in the child. Each store opens a new pool on its first call in a child (``Connections.get``)
+# in the child. Each store opens a new pool on its first call in a child (``Connections._get``)
 # and keeps the parent's here for good, never closed: closing a connection sends the server a
 # Terminate message, which would end the parent's session (psycopg itself frees a forked copy
 # without one).
@@ -107,7 +109,7 @@ class Connections:
             self._dsn,
             **self._pool_options,
             connection_class=Conn,
-            configure=configure_session,
+            configure=_configure_session,
             open=False,
         )
 
@@ -227,14 +229,7 @@ def pipeline(
     return cursors
 
 
-def setup_lock_key(schema: str) -> int:
-    """The advisory lock key under which stores set up (create or migrate) ``schema``."""
-    return int.from_bytes(
-        hashlib.sha256(f"statehub:{schema}".encode()).digest()[:8], "big", signed=True
-    )
-
-
-def configure_session(conn: Conn) -> None:
+def _configure_session(conn: Conn) -> None:
     """Set a new pooled session to READ COMMITTED, with sequential scans off.
 
     The save function needs each of its statements to take a fresh snapshot, which READ

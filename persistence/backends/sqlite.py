@@ -9,6 +9,7 @@ translation of sqlite3's errors are in ``sqlite_connections``.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sqlite3
@@ -167,7 +168,8 @@ class SQLiteStatePersistence(StatePersistence):
             self.path,
             busy_timeout=busy_timeout,
             synchronous=self.synchronous,
-            closed_error=self._closed_error,
+            # A factory that holds no reference to the store: a store dropped unclosed goes at once.
+            closed_error=functools.partial(BackendUnavailableError, str(self._closed_error())),
         )
         directory = os.path.dirname(os.path.abspath(self.path))
         try:

@@ -1,6 +1,9 @@
-"""The SQLite store's connections: one per thread to one file, closed when its thread ends,
-never crossing a fork; ``transaction`` (BEGIN IMMEDIATE, retried while another process holds
-the write lock) and the one place sqlite3 errors become statehub errors (``translate``)."""
+"""The SQLite store's connections: one per thread, and the translation of sqlite3's errors.
+
+Each thread's connection to the file is closed when its thread ends and never crosses a fork;
+``transaction`` is BEGIN IMMEDIATE, retried while another process holds the write lock, and
+``translate`` the one place sqlite3 errors become statehub errors.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,16 @@ from typing import Any
 from persistence.errors import BackendUnavailableError, PersistenceError, StateIntegrityError
 
 _LOCKED_RETRY_SECONDS = 120.0
+
+
+def _after_fork() -> None:
+    # A parent's thread may have held a store's list lock at the fork (opening or dropping its
+    # connection): in the child it would stay held, and the first call there would hang.
+    for conns in list(_EVERY):
+        conns._all_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class Connections:
@@ -39,6 +52,7 @@ class Connections:
         self._all: list[tuple[sqlite3.Connection, threading.RLock, int]] = []
         self._all_lock = threading.Lock()
         self._closed = False
+        _EVERY.add(self)
 
     def acquire(self) -> sqlite3.Connection:
         """This thread's connection, held until ``release``."""
@@ -86,7 +100,7 @@ class Connections:
             held = self._local.held = _Held(*entry)
             # The thread's locals go when it ends, and this with them: a server that starts a
             # thread per request (runserver) would otherwise keep one open file per request.
-            weakref.finalize(held, _drop_connection, self._all, self._all_lock, entry)
+            weakref.finalize(held, self._drop, entry)
         return held.conn, held.busy
 
     def transaction(self) -> _Transaction:
@@ -102,6 +116,22 @@ class Connections:
         finally:
             self.release()
 
+    def _drop(self, entry: tuple[sqlite3.Connection, threading.RLock, int]) -> None:
+        """Close the connection of a thread that ended, unless close() has taken it already.
+        The list and its lock are read now, not when the thread opened it: close() replaces
+        the list, and a fork the lock."""
+        with self._all_lock:
+            if entry not in self._all:
+                return
+            self._all.remove(entry)
+        conn, busy, pid = entry
+        if pid == os.getpid() and busy.acquire(blocking=False):  # died mid-call: leave it
+            try:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            finally:
+                busy.release()
+
     def close(self) -> None:
         self._closed = True
         with self._all_lock:
@@ -111,6 +141,9 @@ class Connections:
                 continue  # the parent's, copied by a fork: its lock may be held for ever here
             with busy, contextlib.suppress(sqlite3.ProgrammingError):  # already closed: fine
                 conn.close()
+
+
+_EVERY: weakref.WeakSet[Connections] = weakref.WeakSet()
 
 
 # SQLite's primary result codes for a file whose pages are not a valid database.
@@ -140,25 +173,6 @@ class _Held:
 
     def __init__(self, conn: sqlite3.Connection, busy: threading.RLock, pid: int) -> None:
         self.conn, self.busy, self.pid = conn, busy, pid
-
-
-def _drop_connection(
-    opened: list[tuple[sqlite3.Connection, threading.RLock, int]],
-    lock: threading.Lock,
-    entry: tuple[sqlite3.Connection, threading.RLock, int],
-) -> None:
-    """Close the connection of a thread that ended, unless close() has taken it already."""
-    with lock:
-        if entry not in opened:
-            return
-        opened.remove(entry)
-    conn, busy, pid = entry
-    if pid == os.getpid() and busy.acquire(blocking=False):  # a thread that died mid-call: leave it
-        try:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        finally:
-            busy.release()
 
 
 class _Transaction:

@@ -35,8 +35,8 @@ from persistence.backends.postgres import (
     MIGRATIONS,
     PostgresStatePersistence,
     _save_params,
+    setup_lock_key,
 )
-from persistence.backends.postgres_connections import setup_lock_key
 from tests.conftest import POSTGRES_DSN, FakeClock, drop_store, missing, open_store, run_threads
 from tests.reliability._support import free_port
 

@@ -216,7 +216,7 @@ def test_an_interrupt_while_waiting_for_the_write_lock_leaves_nothing_held(
 
 
 _CLOSE_IN_A_FORKED_CHILD = """
-import os, sys, threading
+import os, signal, sys, threading
 from persistence import connect
 
 store = connect("sqlite:///" + sys.argv[1])
@@ -232,6 +232,7 @@ thread.start()
 inside.wait()
 pid = os.fork()
 if pid == 0:  # the child: the busy thread does not exist here, its lock stays held
+    signal.alarm(20)  # a hung child dies instead of outliving the test
     store.close()
     os._exit(0)
 release.set()
@@ -245,6 +246,41 @@ def test_close_in_a_forked_child_does_not_wait_for_the_parents_threads(tmp_path:
     """The child has none of them, so a call one of them had in flight never ends there."""
     child = _run_child(_CLOSE_IN_A_FORKED_CHILD, tmp_path / "x.db")
     assert child.stdout.strip() == "child closed", child.stderr[-2000:]
+
+
+_FORK_WHILE_A_THREAD_OPENS = """
+import os, signal, sys, threading
+from persistence import connect
+
+store = connect("sqlite:///" + sys.argv[1])
+store.save_with_metadata({"n": 1}, "s")
+holding, release = threading.Event(), threading.Event()
+
+def opening_thread():  # as a thread would hold it while it adds its new connection
+    with store._conns._all_lock:
+        holding.set()
+        release.wait()
+
+thread = threading.Thread(target=opening_thread)
+thread.start()
+holding.wait()
+pid = os.fork()
+if pid == 0:  # the child opens a connection of its own: it must not wait for that lock
+    signal.alarm(20)  # a hung child dies instead of outliving the test
+    loaded = store.load_with_metadata("s")
+    os._exit(0 if loaded is not None and loaded[0] == {"n": 1} else 3)
+release.set()
+thread.join()
+_, status = os.waitpid(pid, 0)
+print("child loaded" if status == 0 else f"child status {status}")
+"""
+
+
+def test_a_fork_while_a_thread_holds_the_connection_list_does_not_hang_the_child(
+    tmp_path: Path,
+) -> None:
+    child = _run_child(_FORK_WHILE_A_THREAD_OPENS, tmp_path / "x.db")
+    assert child.stdout.strip() == "child loaded", child.stderr[-2000:]
 
 
 def test_bad_busy_timeouts_are_refused(tmp_path: Path) -> None:

@@ -7,9 +7,13 @@ a fake clock (``clock.advance(seconds)`` moves time for TTLs).
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
+import uuid
+import weakref
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,7 +30,14 @@ from persistence import (
     VersionPrunedError,
 )
 from persistence.store import ROLLBACK_KEY
-from tests.conftest import DURABLE, FakeClock, run_threads
+from tests.conftest import (
+    DURABLE,
+    FakeClock,
+    drop_store,
+    open_store,
+    run_threads,
+    server_missing,
+)
 from tests.corruption import corrupt_version
 
 BIG = {"data": "x" * 10_000}
@@ -942,6 +953,27 @@ def test_a_reopened_store_sees_what_was_saved(make_store) -> None:
     loaded = second.load_with_metadata("durable")
     assert loaded is not None and loaded[0] == {"v": 1}
     assert second.save_with_metadata({"v": 2}, "durable").version == 2
+
+
+def test_a_store_dropped_without_close_is_freed_at_once(backend: str, tmp_path: Path) -> None:
+    """No reference cycle holds a store: its file or pool goes with its last reference, not
+    when the cycle collector next runs."""
+    where = str(tmp_path / "dropped.db") if backend == "sqlite" else f"t{uuid.uuid4().hex[:12]}"
+    try:
+        store = open_store(backend, where)
+    except ConnectionError as exc:
+        server_missing(backend, exc)
+    connections = getattr(store, "_conns", None)  # to close a pool's threads afterwards
+    gone = weakref.ref(store)
+    gc.disable()
+    try:
+        del store
+        assert gone() is None
+    finally:
+        gc.enable()
+        if connections is not None:
+            connections.close()
+        drop_store(backend, where)
 
 
 @pytest.mark.parametrize("backend", DURABLE)
