@@ -92,7 +92,7 @@ def store_time(store: Any, params: dict[str, Any], repeat: int) -> float:
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
-        selectors.state_page(store, **query)  # type: ignore[arg-type]
+        selectors.state_page(store, query)
         samples.append((time.perf_counter() - start) * 1000)
     return statistics.median(samples)
 
