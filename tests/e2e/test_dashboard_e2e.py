@@ -9,6 +9,11 @@ from typing import Any
 
 import pytest
 
+try:  # web-first waits: polled by Playwright's selector engine, so the page's CSP allows them
+    from playwright.sync_api import expect
+except ImportError:  # the browser fixture reports a missing Playwright
+    expect = None
+
 from persistence import StatePersistence, conf
 from tests.e2e.conftest import PASSWORD, seed
 
@@ -29,7 +34,7 @@ def test_search_filter_and_keyboard(e2e_store: StatePersistence, page: Any) -> N
     assert page.evaluate("document.activeElement.id") == "q"
     page.keyboard.type("sess")
     page.wait_for_url(re.compile(r"q=sess"))
-    page.wait_for_function("document.querySelectorAll('#rows tbody [data-row-link]').length == 1")
+    expect(page.locator("#rows tbody [data-row-link]")).to_have_count(1)
     assert rows(page) == ["session-1"]
 
     # Esc leaves the search box as typed (a search field would clear itself and list all).
@@ -121,7 +126,7 @@ def test_an_error_message_goes_once_the_next_page_loads(
     page.wait_for_selector("#toasts .msg-error")
     page.evaluate("htmx.ajax('GET', '/s/default/', '#main')")
     page.wait_for_selector("#rows")
-    page.wait_for_function("document.querySelectorAll('#toasts .msg-error').length == 0")
+    expect(page.locator("#toasts .msg-error")).to_have_count(0)
 
 
 def test_a_link_inside_the_page_that_finds_nothing_says_so_in_a_message_and_the_title(
@@ -204,13 +209,13 @@ def test_keyboard_users_can_skip_the_header_and_land_on_each_new_page(
     assert page.evaluate("document.activeElement.id") == "main"
     page.click("nav[aria-label=Main] >> text=Stats")  # swapped in by htmx, no page load
     page.wait_for_url(re.compile(r"/stats/$"))
-    page.wait_for_function("document.activeElement.tagName === 'H1'")
+    expect(page.locator("h1")).to_be_focused()
     assert page.evaluate("document.activeElement.textContent") == "Stats"
     page.goto(f"{page.base}/s/default/")
     page.click("#q")
     page.keyboard.type("agent")  # the live search swaps the rows: typing goes on
     page.wait_for_url(re.compile(r"q=agent"))
-    page.wait_for_function("document.querySelectorAll('#rows tbody [data-row-link]').length == 2")
+    expect(page.locator("#rows tbody [data-row-link]")).to_have_count(2)
     assert page.evaluate("document.activeElement.id") == "q"
 
 
