@@ -126,6 +126,9 @@ def main() -> int:
     import django
 
     django.setup()
+    import logging
+
+    logging.getLogger("axes").setLevel(logging.WARNING)  # its sign-in notes are not results
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import connection
