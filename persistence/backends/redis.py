@@ -14,6 +14,7 @@ purged (``get_stats`` subtracts up to 10,000 unpurged ones itself).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -58,6 +59,7 @@ _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None = None
 if HIREDIS_AVAILABLE:
     from hiredis import pack_command as _hiredis_pack
 
+log = logging.getLogger(__name__)
 SEP = "\x1f"  # validation forbids control characters in ids, tags and write ids
 _BSEP = b"\x1f"
 _LATEST = ["cur", "exp", "F", "M", "T"]  # the fields a load of the latest version reads
@@ -141,6 +143,19 @@ def _check_server_version(version: str, url: str) -> None:
         )
 
 
+def _warn_if_evicting(policy: str, url: str) -> None:
+    """Say at construction that a server which evicts under memory pressure can drop states:
+    a state's keys may go before its TTL, or without one, and its listing entries with them
+    only at the next purge. Not refused: the server may never reach its maxmemory."""
+    if policy != "noeviction":
+        log.warning(
+            "Redis at %s evicts keys under memory pressure (maxmemory-policy %s): states may "
+            "vanish before their TTL; run it with maxmemory-policy noeviction",
+            url,
+            policy,
+        )
+
+
 def _tags(joined: bytes | None) -> tuple[str, ...]:
     return tuple(joined.decode().split(SEP)) if joined else ()
 
@@ -218,8 +233,9 @@ class RedisStatePersistence(StatePersistence):
         self._client = redis.Redis(connection_pool=self._pool)
         try:
             with _boundary():
-                info = self._pooled().info("server")
+                info = self._pooled().info()  # the default sections: server and memory
             _check_server_version(str(info.get("redis_version", "")), self._url)
+            _warn_if_evicting(str(info.get("maxmemory_policy", "noeviction")), self._url)
         except BackendUnavailableError:
             self._pool.disconnect()
             raise
@@ -549,6 +565,7 @@ class RedisStatePersistence(StatePersistence):
             "keyspace_misses",
             "expired_keys",
             "evicted_keys",
+            "maxmemory_policy",
         )
         figures = {name: info[name] for name in fields if name in info}
         if "used_memory" in figures:

@@ -27,6 +27,7 @@ from psycopg_pool import ConnectionPool
 from persistence import (
     BackendUnavailableError,
     OutcomeUnknownError,
+    PersistenceError,
     VersionConflictError,
     VersionPrunedError,
     connect,
@@ -267,6 +268,20 @@ def test_bad_pool_options_are_refused_by_name_before_the_schema_is_made(
     with admin() as conn:
         made = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
     assert made is None
+
+
+@on_postgres
+def test_a_server_error_inside_a_call_is_translated(make_store: Factory) -> None:
+    """An error the server raises for a statement (here a column gone, as a hand edit of the
+    schema would leave) reaches callers as PersistenceError, the driver's as cause."""
+    store = make_store()
+    store.save_with_metadata({"v": 1}, "s", tags=["a"])
+    with admin() as conn:
+        conn.execute(f'ALTER TABLE "{store.schema}".states RENAME COLUMN tags TO tags_gone')
+    with pytest.raises(PersistenceError, match="tags") as info:
+        store.search_by_tags(["a"])
+    assert isinstance(info.value.__cause__, psycopg.errors.UndefinedColumn)
+    assert not isinstance(info.value, ConnectionError)  # the server is up: not "unavailable"
 
 
 @on_postgres

@@ -21,7 +21,13 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from persistence import BackendUnavailableError, OutcomeUnknownError, connect
+from persistence import (
+    BackendUnavailableError,
+    OutcomeUnknownError,
+    PersistenceError,
+    VersionConflictError,
+    connect,
+)
 from persistence.backends.redis import RedisStatePersistence, _check_server_version
 from tests.conftest import REDIS_URL, FakeClock, missing, run_threads
 
@@ -367,8 +373,68 @@ def test_redis_info_reports_memory_clients_commands_and_the_stores_db(
     assert db in info["keyspace"]
     figures = info["keyspace"][db]
     assert ours > 0 and figures["keys"] >= ours and figures["expires"] > 0
+    assert info["maxmemory_policy"] == raw.info("memory")["maxmemory_policy"]
     before = info["total_commands_processed"]
     assert store.get_stats()["redis_info"]["total_commands_processed"] > before
+
+
+def _snapshot(raw: redis.Redis, namespace: str) -> dict[bytes, tuple[Any, bool]]:
+    """Every key of the namespace: its contents, read by type (a DUMP is no snapshot: a
+    hash's serialized order changes as Redis rehashes it on reads), and whether it expires."""
+    read = {
+        b"hash": raw.hgetall,
+        b"zset": lambda key: raw.zrange(key, 0, -1, withscores=True),
+        b"set": raw.smembers,
+        b"string": raw.get,
+    }
+    keys = sorted(raw.scan_iter(match=f"{namespace}:*", count=1000))
+    return {key: (read[raw.type(key)](key), raw.pttl(key) > 0) for key in keys}
+
+
+def test_a_refused_save_leaves_every_key_as_it_was(open_redis, raw, namespace) -> None:
+    """Not only what the API shows: the script refuses before its first write, so no key,
+    index, counter or expiry of the namespace changes."""
+    store = open_redis(max_versions=3)
+    for n in range(4):
+        store.save_with_metadata({"n": n}, "s", tags=["a", "b"], ttl_seconds=600)
+    store.save_with_metadata({"n": 0}, "other", tags=["b"])
+    before = _snapshot(raw, namespace)
+    with pytest.raises(VersionConflictError):
+        store.save_with_metadata({"n": 9}, "s", version=2, tags=["c"], ttl_seconds=5)
+    with pytest.raises(VersionConflictError):  # the second item is refused: the first too
+        store.save_many(
+            [
+                {"state_id": "new", "state": {"n": 1}, "tags": ["c"]},
+                {"state_id": "other", "state": {"n": 2}, "version": 1},
+            ]
+        )
+    assert _snapshot(raw, namespace) == before
+
+
+def test_a_server_error_inside_a_call_is_translated(open_redis, raw, namespace) -> None:
+    """A reply error that is not about the connection (here a key of the wrong type, as a
+    foreign writer would leave) reaches callers as PersistenceError, the driver's as cause."""
+    store = open_redis()
+    store.save_with_metadata({"v": 1}, "s")
+    (hash_key,) = [k for k in raw.scan_iter(match=f"{namespace}:*:h:s") if b"{_}" not in k]
+    raw.delete(hash_key)
+    raw.set(hash_key, "not a hash")
+    with pytest.raises(PersistenceError) as info:
+        store.load_with_metadata("s")
+    assert isinstance(info.value.__cause__, redis.ResponseError)
+    assert not isinstance(info.value, ConnectionError)  # the server is up: not "unavailable"
+
+
+def test_a_server_that_evicts_keys_is_named_at_construction(server, caplog) -> None:
+    srv = server("--maxmemory-policy", "allkeys-lru")
+    with caplog.at_level("WARNING", logger="persistence.backends.redis"):
+        RedisStatePersistence(srv.url).close()
+    assert "maxmemory-policy allkeys-lru" in caplog.text
+    caplog.clear()
+    quiet = server("--maxmemory-policy", "noeviction")
+    with caplog.at_level("WARNING", logger="persistence.backends.redis"):
+        RedisStatePersistence(quiet.url).close()
+    assert "evicts" not in caplog.text
 
 
 # ---------------------------------------------------------------- connection and options

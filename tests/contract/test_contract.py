@@ -955,6 +955,25 @@ def test_a_reopened_store_sees_what_was_saved(make_store) -> None:
     assert second.save_with_metadata({"v": 2}, "durable").version == 2
 
 
+def test_list_states_reads_the_store_a_page_at_a_time(make_store) -> None:
+    """Never one huge reply: each round trip of the listing asks the backend for one page
+    and gets at most that many ids."""
+    store = make_store()
+    store.save_many([{"state_id": f"p{i:02d}", "state": {"i": i}} for i in range(30)])
+    pages: list[int] = []
+    backend_page = store._list_ids
+
+    def recorded(prefix: Any, after: Any, limit: int, now: float) -> list[str]:
+        ids = backend_page(prefix, after, limit, now)
+        assert len(ids) <= limit
+        pages.append(len(ids))
+        return ids
+
+    store._list_ids = recorded  # type: ignore[method-assign]
+    assert list(store.list_states(page_size=7)) == [f"p{i:02d}" for i in range(30)]
+    assert pages[:5] == [7, 7, 7, 7, 2]
+
+
 def test_a_store_dropped_without_close_is_freed_at_once(backend: str, tmp_path: Path) -> None:
     """No reference cycle holds a store: its file or pool goes with its last reference, not
     when the cycle collector next runs."""
