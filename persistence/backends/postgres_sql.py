@@ -6,9 +6,10 @@ payload (created_at, sizes, compression, checksum, tags, ttl, metadata, write_id
 delete and rollback statements keep those in step in the same transaction, so a listing or a
 tag search reads ``states`` alone and never visits ``versions``.
 
-Metadata is the caller's JSON kept as ``text``, not ``jsonb``: jsonb would read a float such as
-1e16 back as an integer, refuse a NUL character that the other backends keep, and reorder keys.
-SQL can still query it as ``metadata::jsonb``.
+Metadata is the caller's JSON kept as ``text``, which reads return: jsonb would read a float
+such as 1e16 back as an integer, refuse a NUL character that the other backends keep, and
+reorder keys. For SQL that queries metadata, the views ``states_metadata`` (the latest version's)
+and ``versions_metadata`` show it as ``jsonb`` (migration 4).
 """
 
 from __future__ import annotations
@@ -96,6 +97,19 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
         # The ALTER locks the index exclusively for a moment, after any open transaction on it.
         3,
         ("ALTER INDEX {schema}.states_tags SET (fastupdate = on, gin_pending_list_limit = 64)",),
+    ),
+    (
+        # Metadata as jsonb for SQL that queries it (WHERE metadata @> '{"step": 1}'), computed
+        # when read: a stored copy cost every save 3% of its time. NULL where the JSON holds a
+        # NUL character (an escaped \u0000), which jsonb refuses and a plain cast would fail
+        # the whole query on.
+        4,
+        tuple(
+            f"CREATE VIEW {{schema}}.{table}_metadata AS SELECT state_id, {version} AS version,"
+            r" CASE WHEN strpos(metadata, E'\\u0000') = 0 THEN metadata::jsonb END AS metadata"
+            f" FROM {{schema}}.{table}"
+            for table, version in (("states", "latest_version"), ("versions", "version"))
+        ),
     ),
 ]
 

@@ -736,6 +736,34 @@ def test_metadata_comes_back_as_the_same_json(make_store: Factory) -> None:
 
 
 @on_postgres
+def test_metadata_can_be_queried_in_sql_as_jsonb(make_store: Factory) -> None:
+    """The views states_metadata and versions_metadata serve SQL that filters on metadata;
+    a NUL character, which jsonb refuses, shows as NULL instead of failing the query."""
+    store = make_store(max_versions=None)
+    store.save_with_metadata({"v": 1}, "s", metadata={"step": 1, "by": "agent"})
+    store.save_with_metadata({"v": 2}, "s", metadata={"step": 2, "big": 1e16})
+    store.save_with_metadata({"v": 1}, "t", metadata={"nul": "a\x00b"})
+    schema = store.schema
+    with admin() as conn:
+        versions = conn.execute(
+            f'SELECT state_id, version FROM "{schema}".versions_metadata'
+            " WHERE metadata @> '{\"step\": 1}'"
+        ).fetchall()
+        latest = conn.execute(
+            f"SELECT state_id, version, metadata ->> 'step' FROM \"{schema}\".states_metadata"
+            " ORDER BY state_id"
+        ).fetchall()
+        kind = conn.execute(
+            "SELECT table_name, data_type FROM information_schema.columns WHERE table_schema = %s"
+            " AND column_name = 'metadata' AND table_name LIKE '%%_metadata' ORDER BY 1",
+            [schema],
+        ).fetchall()
+    assert versions == [("s", 1)]
+    assert latest == [("s", 2, "2"), ("t", 1, None)]
+    assert kind == [("states_metadata", "jsonb"), ("versions_metadata", "jsonb")]
+
+
+@on_postgres
 def test_describe_hides_the_password_and_stats_show_the_server(make_store: Factory) -> None:
     store = make_store()
     secret = PostgresStatePersistence(
@@ -934,8 +962,10 @@ def test_an_old_store_is_upgraded_with_the_latest_figures_in_states(make_store: 
     store.close()
     # Take the schema back to version 1, as a store written by an older release left it.
     with admin() as conn:
+        schema = store.schema
+        conn.execute(f'DROP VIEW "{schema}".states_metadata, "{schema}".versions_metadata')
         conn.execute(
-            f'ALTER TABLE "{store.schema}".states DROP COLUMN created_at, DROP COLUMN checksum,'
+            f'ALTER TABLE "{schema}".states DROP COLUMN created_at, DROP COLUMN checksum,'
             " DROP COLUMN ttl_seconds, DROP COLUMN metadata, DROP COLUMN write_id"
         )
         conn.execute(f'DELETE FROM "{store.schema}".schema_version WHERE version > 1')
