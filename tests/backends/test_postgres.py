@@ -176,6 +176,48 @@ def _start_store(schema: str, barrier: Any) -> None:
     open_store("postgres", schema).close()
 
 
+@on_postgres
+def test_the_schema_has_the_tables_types_and_indexes_the_layout_promises(
+    make_store: Factory,
+) -> None:
+    """States, versions (payload bytea, tags text[]) and checkpoints; a GIN index on the tags
+    that searches read, indexed expiry, and the applied migrations recorded by number."""
+    store = make_store()
+    schema = store.schema
+    with admin() as conn:
+        columns = dict(
+            conn.execute(
+                "SELECT table_name || '.' || column_name, udt_name FROM information_schema.columns"
+                " WHERE table_schema = %s",
+                [schema],
+            ).fetchall()
+        )
+        indexes = dict(
+            conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s", [schema]
+            ).fetchall()
+        )
+        recorded = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchall()
+    expected = {
+        "states.state_id": "text",
+        "states.tags": "_text",
+        "states.expires_at": "float8",
+        "states.metadata": "text",
+        "versions.payload": "bytea",
+        "versions.tags": "_text",
+        "versions.metadata": "text",
+        "checkpoints.payload": "bytea",
+        "checkpoints.state_id": "text",
+        "states_metadata.metadata": "jsonb",
+        "versions_metadata.metadata": "jsonb",
+    }
+    assert {name: columns.get(name) for name in expected} == expected
+    assert "USING gin (tags)" in indexes["states_tags"]
+    assert "(expires_at)" in indexes["states_expires_at"]
+    assert "(state_id, version)" in indexes["versions_pkey"]
+    assert sorted(v for (v,) in recorded) == [version for version, _ in MIGRATIONS]
+
+
 @pytest.mark.slow
 def test_four_processes_setting_up_one_fresh_schema_all_succeed() -> None:
     schema = f"t{uuid.uuid4().hex[:12]}"
