@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import re
 
+# A regular expression for a JSON \u0000 escape (not preceded by an odd run of backslashes),
+# as an E'' literal: its meaning does not depend on standard_conforming_strings.
+_NUL_ESCAPE = r"E'(^|[^\\\\])(\\\\\\\\)*\\\\u0000'"
+
 # Each entry is applied once, in order, and recorded in schema_version.
 MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     (
@@ -101,12 +105,14 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     (
         # Metadata as jsonb for SQL that queries it (WHERE metadata @> '{"step": 1}'), computed
         # when read: a stored copy cost every save 3% of its time. NULL where the JSON holds a
-        # NUL character (an escaped \u0000), which jsonb refuses and a plain cast would fail
-        # the whole query on.
+        # NUL character, which jsonb refuses and a plain cast would fail the whole query on:
+        # the escape \u0000 after an even run of backslashes (an odd one escapes a backslash:
+        # the text "\\u0000"). A later migration that alters a metadata column must drop
+        # these views first.
         4,
         tuple(
             f"CREATE VIEW {{schema}}.{table}_metadata AS SELECT state_id, {version} AS version,"
-            r" CASE WHEN strpos(metadata, E'\\u0000') = 0 THEN metadata::jsonb END AS metadata"
+            f" CASE WHEN metadata !~ {_NUL_ESCAPE} THEN metadata::jsonb END AS metadata"
             f" FROM {{schema}}.{table}"
             for table, version in (("states", "latest_version"), ("versions", "version"))
         ),

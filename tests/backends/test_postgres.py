@@ -785,6 +785,7 @@ def test_metadata_can_be_queried_in_sql_as_jsonb(make_store: Factory) -> None:
     store.save_with_metadata({"v": 1}, "s", metadata={"step": 1, "by": "agent"})
     store.save_with_metadata({"v": 2}, "s", metadata={"step": 2, "big": 1e16})
     store.save_with_metadata({"v": 1}, "t", metadata={"nul": "a\x00b"})
+    store.save_with_metadata({"v": 1}, "u", metadata={"text": "\\u0000", "step": 3})
     schema = store.schema
     with admin() as conn:
         versions = conn.execute(
@@ -801,7 +802,8 @@ def test_metadata_can_be_queried_in_sql_as_jsonb(make_store: Factory) -> None:
             [schema],
         ).fetchall()
     assert versions == [("s", 1)]
-    assert latest == [("s", 2, "2"), ("t", 1, None)]
+    # "\\u0000" in a string is a backslash and "u0000", which jsonb holds: not NULL.
+    assert latest == [("s", 2, "2"), ("t", 1, None), ("u", 1, "3")]
     assert kind == [("states_metadata", "jsonb"), ("versions_metadata", "jsonb")]
 
 

@@ -378,9 +378,9 @@ def test_redis_info_reports_memory_clients_commands_and_the_stores_db(
     assert store.get_stats()["redis_info"]["total_commands_processed"] > before
 
 
-def _snapshot(raw: redis.Redis, namespace: str) -> dict[bytes, tuple[Any, bool]]:
+def _snapshot(raw: redis.Redis, namespace: str) -> dict[bytes, tuple[Any, int]]:
     """Every key of the namespace: its contents, read by type (a DUMP is no snapshot: a
-    hash's serialized order changes as Redis rehashes it on reads), and whether it expires."""
+    hash's serialized order changes as Redis rehashes it on reads), and its PTTL."""
     read = {
         b"hash": raw.hgetall,
         b"zset": lambda key: raw.zrange(key, 0, -1, withscores=True),
@@ -388,7 +388,7 @@ def _snapshot(raw: redis.Redis, namespace: str) -> dict[bytes, tuple[Any, bool]]
         b"string": raw.get,
     }
     keys = sorted(raw.scan_iter(match=f"{namespace}:*", count=1000))
-    return {key: (read[raw.type(key)](key), raw.pttl(key) > 0) for key in keys}
+    return {key: (read[raw.type(key)](key), raw.pttl(key)) for key in keys}
 
 
 def test_a_refused_save_leaves_every_key_as_it_was(open_redis, raw, namespace) -> None:
@@ -398,6 +398,7 @@ def test_a_refused_save_leaves_every_key_as_it_was(open_redis, raw, namespace) -
     for n in range(4):
         store.save_with_metadata({"n": n}, "s", tags=["a", "b"], ttl_seconds=600)
     store.save_with_metadata({"n": 0}, "other", tags=["b"])
+    started = time.monotonic()
     before = _snapshot(raw, namespace)
     with pytest.raises(VersionConflictError):
         store.save_with_metadata({"n": 9}, "s", version=2, tags=["c"], ttl_seconds=5)
@@ -408,7 +409,13 @@ def test_a_refused_save_leaves_every_key_as_it_was(open_redis, raw, namespace) -
                 {"state_id": "other", "state": {"n": 2}, "version": 1},
             ]
         )
-    assert _snapshot(raw, namespace) == before
+    after = _snapshot(raw, namespace)
+    elapsed_ms = (time.monotonic() - started) * 1000 + 5
+    assert {k: v for k, (v, _) in after.items()} == {k: v for k, (v, _) in before.items()}
+    for key, (_, pttl) in after.items():  # an expiry only ran on: none was set or moved
+        was = before[key][1]
+        assert (pttl < 0) == (was < 0), key
+        assert pttl < 0 or was - elapsed_ms <= pttl <= was, key
 
 
 def test_a_server_error_inside_a_call_is_translated(open_redis, raw, namespace) -> None:
@@ -425,6 +432,7 @@ def test_a_server_error_inside_a_call_is_translated(open_redis, raw, namespace) 
     assert not isinstance(info.value, ConnectionError)  # the server is up: not "unavailable"
 
 
+@pytest.mark.faults  # a throwaway server of its own, as the fault tests start
 def test_a_server_that_evicts_keys_is_named_at_construction(server, caplog) -> None:
     srv = server("--maxmemory-policy", "allkeys-lru")
     with caplog.at_level("WARNING", logger="persistence.backends.redis"):

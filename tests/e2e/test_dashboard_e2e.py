@@ -11,6 +11,8 @@ import pytest
 
 try:  # web-first waits: polled by Playwright's selector engine, so the page's CSP allows them
     from playwright.sync_api import expect
+
+    expect.set_options(timeout=10_000)  # as the page's own waits (conftest), not 5 s
 except ImportError:  # the browser fixture reports a missing Playwright
     expect = None
 
