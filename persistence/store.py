@@ -23,6 +23,7 @@ Decided semantics (see DESIGN.md) that every backend must honour in its hooks:
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import time
 import uuid
@@ -661,6 +662,11 @@ class StatePersistence(ABC):
         return BackendUnavailableError(
             f"this store ({self.describe()}) was closed; open another with connect()"
         )
+
+    def _closed_error_factory(self) -> Callable[[], BackendUnavailableError]:
+        """``_closed_error`` for a backend's connection holder, holding no reference to the
+        store: a store dropped without close() is then freed at once, not by the cycle GC."""
+        return functools.partial(BackendUnavailableError, str(self._closed_error()))
 
     def __enter__(self) -> StatePersistence:
         return self

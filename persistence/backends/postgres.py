@@ -35,7 +35,6 @@ written, and we report the ``VersionConflictError``. psycopg errors are translat
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import uuid
@@ -147,8 +146,7 @@ class PostgresStatePersistence(StatePersistence):
             max_size=max_size,
             timeout=pool_timeout,
             connect_timeout=connect_timeout,
-            # A factory that holds no reference to the store: a store dropped unclosed goes at once.
-            closed_error=functools.partial(BackendUnavailableError, str(self._closed_error())),
+            closed_error=self._closed_error_factory(),
         )
 
     def _migrate(self, conn: Conn) -> None:

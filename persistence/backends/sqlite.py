@@ -9,7 +9,6 @@ translation of sqlite3's errors are in ``sqlite_connections``.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import sqlite3
@@ -168,8 +167,7 @@ class SQLiteStatePersistence(StatePersistence):
             self.path,
             busy_timeout=busy_timeout,
             synchronous=self.synchronous,
-            # A factory that holds no reference to the store: a store dropped unclosed goes at once.
-            closed_error=functools.partial(BackendUnavailableError, str(self._closed_error())),
+            closed_error=self._closed_error_factory(),
         )
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
