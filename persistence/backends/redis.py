@@ -143,6 +143,19 @@ def _check_server_version(version: str, url: str) -> None:
         )
 
 
+def _warn_if_evicting(policy: str, url: str) -> None:
+    """Say at construction that a server which evicts under memory pressure can drop states:
+    a state's keys may go before its TTL (or, under allkeys-*, without one) and its listing
+    entries stay until a purge. Not refused: the server may never reach its maxmemory."""
+    if policy != "noeviction":
+        log.warning(
+            "Redis at %s evicts keys under memory pressure (maxmemory-policy %s): states may "
+            "vanish before their TTL; run it with maxmemory-policy noeviction",
+            url,
+            policy,
+        )
+
+
 def _tags(joined: bytes | None) -> tuple[str, ...]:
     return tuple(joined.decode().split(SEP)) if joined else ()
 
@@ -220,9 +233,9 @@ class RedisStatePersistence(StatePersistence):
         self._client = redis.Redis(connection_pool=self._pool)
         try:
             with _boundary():
-                info = self._pooled().info("server")
+                info = self._pooled().info()  # its default sections: server and memory
             _check_server_version(str(info.get("redis_version", "")), self._url)
-            self._warn_if_evicting()
+            _warn_if_evicting(str(info.get("maxmemory_policy", "noeviction")), self._url)
         except BackendUnavailableError:
             self._pool.disconnect()
             raise
@@ -231,24 +244,6 @@ class RedisStatePersistence(StatePersistence):
             raise ValueError(
                 f"invalid option in the Redis URL {self._url!r} or redis_options: {exc}"
             ) from exc
-
-    def _warn_if_evicting(self) -> None:
-        """Say at construction that a server which evicts under memory pressure can drop
-        states: a state's keys may go before its TTL (or, under allkeys-*, without one) and
-        its listing entries stay until a purge. Not refused: the server may never reach its
-        maxmemory. Best effort: a server that does not show its memory section is let be."""
-        try:
-            with _boundary():
-                policy = self._pooled().info("memory").get("maxmemory_policy", "noeviction")
-        except PersistenceError:
-            return
-        if policy != "noeviction":
-            log.warning(
-                "Redis at %s evicts keys under memory pressure (maxmemory-policy %s): states "
-                "may vanish before their TTL; run it with maxmemory-policy noeviction",
-                self._url,
-                policy,
-            )
 
     # -- the round trip every script call makes
 
